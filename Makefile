@@ -1,0 +1,55 @@
+# dualstack-operator — see README.md. `make demo` and `make test` come first.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FAMILIES ?= ipv4,ipv6
+CLUSTER_DIR := .local/cluster
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint typecheck unit controlplane cluster cluster-down run venv clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed ## create the Python environment in .venv
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached per user)
+	hack/controlplane/build.sh >/dev/null
+
+demo: venv controlplane ## the whole story on a local dual-stack control plane
+	hack/demo.sh
+
+test: lint typecheck controlplane ## lint, type-check, then every unit and integration test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv ## mypy --strict on the package and the launcher
+	$(BIN)/mypy
+
+unit: venv ## only the tests that need no control plane
+	$(BIN)/pytest -m 'not cluster' $(PYTEST_ARGS)
+
+cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6)
+	$(BIN)/python hack/localcluster.py up --state-dir $(CLUSTER_DIR) --families $(FAMILIES)
+
+cluster-down: venv ## stop the processes `make cluster` started, by PID
+	$(BIN)/python hack/localcluster.py down --state-dir $(CLUSTER_DIR)
+
+run: venv ## the operator against the current kubeconfig
+	$(BIN)/dualstack-operator run
+
+clean: cluster-down ## remove the environment and local state (not the binary cache)
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,91 @@
+"""Fixtures: real local control planes owned by the test session, one namespace per test."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kube import Kubectl
+from localcluster import Family, LocalCluster, bin_dir
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Path:
+    """The control-plane binaries (built on first use, then cached per user)."""
+    return bin_dir(build=True)
+
+
+def _cluster(
+    factory: pytest.TempPathFactory, binaries: Path, families: tuple[Family, ...]
+) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(factory.mktemp("-".join(families)), families, binaries)
+    cluster.start(die_with_parent=True)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def dual_cluster(
+    tmp_path_factory: pytest.TempPathFactory, binaries: Path
+) -> Iterator[LocalCluster]:
+    """Dual-stack, IPv4 primary: the shape most clusters migrate to."""
+    yield from _cluster(tmp_path_factory, binaries, ("ipv4", "ipv6"))
+
+
+@pytest.fixture(scope="session")
+def single_cluster(
+    tmp_path_factory: pytest.TempPathFactory, binaries: Path
+) -> Iterator[LocalCluster]:
+    """Single-stack IPv4: where most migrations start."""
+    yield from _cluster(tmp_path_factory, binaries, ("ipv4",))
+
+
+@pytest.fixture(scope="session")
+def ipv6_cluster(
+    tmp_path_factory: pytest.TempPathFactory, binaries: Path
+) -> Iterator[LocalCluster]:
+    """Dual-stack, IPv6 primary (started only by tests that ask for it)."""
+    yield from _cluster(tmp_path_factory, binaries, ("ipv6", "ipv4"))
+
+
+def _namespace(
+    request: pytest.FixtureRequest, cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:5]}"
+    admin = Kubectl(binaries / "kubectl", cluster.kubeconfig)
+    admin.run("create", "namespace", name)
+    try:
+        yield admin.in_namespace(name)
+    finally:
+        admin.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+
+
+@pytest.fixture
+def dual(
+    request: pytest.FixtureRequest, dual_cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace of the dual-stack cluster."""
+    yield from _namespace(request, dual_cluster, binaries)
+
+
+@pytest.fixture
+def single(
+    request: pytest.FixtureRequest, single_cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace of the single-stack IPv4 cluster."""
+    yield from _namespace(request, single_cluster, binaries)
+
+
+@pytest.fixture
+def ipv6first(
+    request: pytest.FixtureRequest, ipv6_cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace of the IPv6-primary dual-stack cluster."""
+    yield from _namespace(request, ipv6_cluster, binaries)

@@ -1,0 +1,90 @@
+"""A thin kubectl wrapper for tests: they assert on what kubectl shows, as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class KubectlError(RuntimeError):
+    def __init__(self, args: list[str], code: int, stderr: str) -> None:
+        super().__init__(f"kubectl {' '.join(args)} failed ({code}): {stderr.strip()}")
+        self.code = code
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Kubectl:
+    """kubectl bound to one kubeconfig (and optionally one namespace)."""
+
+    binary: Path
+    kubeconfig: Path
+    namespace: str | None = None
+
+    def in_namespace(self, namespace: str) -> Kubectl:
+        return Kubectl(self.binary, self.kubeconfig, namespace)
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
+        argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}"]
+        if self.namespace:
+            argv.append(f"--namespace={self.namespace}")
+        argv += list(args)
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+        if check and proc.returncode != 0:
+            raise KubectlError(list(args), proc.returncode, proc.stderr)
+        return proc.stdout
+
+    def fails(self, *args: str, stdin: str | None = None) -> str:
+        """Runs a command that must fail; returns its stderr."""
+        try:
+            out = self.run(*args, stdin=stdin)
+        except KubectlError as err:
+            return err.stderr
+        raise AssertionError(f"kubectl {' '.join(args)} succeeded: {out}")
+
+    def get(self, kind: str, name: str = "", *args: str) -> Any:
+        target = [kind, name] if name else [kind]
+        return json.loads(self.run("get", *target, *args, "-o", "json"))
+
+    def apply(self, obj: dict[str, Any], *args: str) -> str:
+        return self.run("apply", "-f", "-", *args, stdin=json.dumps(obj))
+
+    def create(self, obj: dict[str, Any], *args: str) -> Any:
+        return json.loads(self.run("create", "-f", "-", "-o", "json", *args, stdin=json.dumps(obj)))
+
+    def patch(self, kind: str, name: str, patch: dict[str, Any], *args: str) -> Any:
+        out = self.run(
+            "patch", kind, name, "--type=merge", "-p", json.dumps(patch), "-o", "json", *args
+        )
+        return json.loads(out)
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2
+) -> T:
+    """Polls ``probe`` until it returns something truthy; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def service(name: str, **spec: Any) -> dict[str, Any]:
+    """A Service manifest; ``spec`` keys are the Service spec's own field names."""
+    spec.setdefault("ports", [{"port": 80, "targetPort": 8080}])
+    if spec.get("type") == "ExternalName":
+        spec.pop("ports")
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
