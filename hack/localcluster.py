@@ -46,6 +46,7 @@ BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 
 SERVICE_CIDRS: dict[Family, str] = {"ipv4": "10.96.0.0/16", "ipv6": "fd00:10:96::/112"}
 CLUSTER_CIDRS: dict[Family, str] = {"ipv4": "10.244.0.0/16", "ipv6": "fd00:10:244::/56"}
+NODE_CIDR_MASK: dict[Family, int] = {"ipv4": 24, "ipv6": 64}
 API_FAMILY: dict[Family, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 PIDS_FILE = "pids.json"
@@ -197,9 +198,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """Runs in the child: deliver SIGTERM to it if the test process dies abruptly."""
+    """Runs in the child: SIGKILL it if the test process dies without tearing down."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _is_ours(pid: int, marker: str) -> bool:
@@ -431,8 +432,8 @@ class LocalCluster:
                 f"--service-cluster-ip-range={','.join(self.service_cidrs)}",
                 "--allocate-node-cidrs=true",
                 f"--cluster-cidr={','.join(CLUSTER_CIDRS[f] for f in self.families)}",
-                "--node-cidr-mask-size-ipv4=24",
-                "--node-cidr-mask-size-ipv6=64",
+                # A mask flag for a family the cluster lacks is a fatal error.
+                *(f"--node-cidr-mask-size-{f}={NODE_CIDR_MASK[f]}" for f in self.families),
                 "--controllers=*",
                 "--v=1",
             ],
@@ -442,6 +443,14 @@ class LocalCluster:
             "kube-controller-manager",
             deadline,
             client_cert=False,
+        )
+        # /healthz answers before the controllers are built; the default
+        # ServiceAccount proves they run (and tests' Pods need it).
+        self._wait_http(
+            f"{self.server}/api/v1/namespaces/default/serviceaccounts/default",
+            "kube-controller-manager",
+            deadline,
+            client_cert=True,
         )
 
     def _spawn(self, name: str, argv: list[str]) -> None:

@@ -89,3 +89,32 @@ def ipv6first(
 ) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace of the IPv6-primary dual-stack cluster."""
     yield from _namespace(request, ipv6_cluster, binaries)
+
+
+def _stray_processes(marker: str) -> list[str]:
+    """Processes (other than zombies) whose command line names ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            text = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{proc.name}: {text[:120]}")
+    return found
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures were torn down
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fails the run if any process started under this session's temp dir outlived it."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    stray = _stray_processes(str(factory.getbasetemp()))
+    if stray:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\nstray processes left behind by the test run:\n  " + "\n  ".join(stray))
