@@ -10,7 +10,7 @@ FAMILIES ?= ipv4,ipv6
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit controlplane cluster cluster-down run venv clean
+.PHONY: help demo test lint typecheck unit controlplane cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ cluster-down: venv ## stop the processes `make cluster` started, by PID
 
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
+
+crds: venv ## regenerate crds/ from the pydantic models
+	$(BIN)/python -m dualstack_operator.crd > crds/dualstackpolicy.yaml
 
 clean: cluster-down ## remove the environment and local state (not the binary cache)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

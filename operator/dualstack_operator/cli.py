@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import json
+import logging
 from collections.abc import Sequence
 
 from dualstack_operator import __version__
@@ -26,15 +27,59 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, metavar="N")
     run.add_argument("--admission", action="store_true", help="serve the mutating webhook")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
+
+
+def _logging(fmt: str, verbose: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if fmt == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(_JSONFormatter())
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", force=True
+        )
+    # kopf's per-object chatter is debug material; ours stays at INFO.
+    logging.getLogger("kopf").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def run(namespaces: list[str]) -> int:
+    """Runs until SIGINT/SIGTERM; kopf stops watching and our worker is cancelled."""
+    import kopf
+
+    from dualstack_operator import handlers
+    from dualstack_operator.kubeapi import KubeAPI
+
+    memo = kopf.Memo(runtime=handlers.Runtime(api=KubeAPI()))
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        memo=memo,
+        standalone=True,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
-        print(
-            "dualstack-operator: the reconciler is not implemented yet (see the issue tracker)",
-            file=sys.stderr,
-        )
-        return 3
+        _logging(args.log_format, args.verbose)
+        return run(args.namespace)
     return 2

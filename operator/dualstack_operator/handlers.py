@@ -1,0 +1,287 @@
+"""Kopf wiring: Services and policies are observed through indexes and event handlers.
+
+Nothing here uses change handlers, timers or daemons on Services, so kopf stores
+no annotations or finalizers on them. Policies are not handled by kopf's change
+machinery either: one worker reconciles dirty namespaces, level-based, from the
+indexes, coalescing bursts of events into one pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from dualstack_operator import models
+from dualstack_operator.decision import Decision, ServiceView, State
+from dualstack_operator.kubeapi import ApiError, KubeAPI
+from dualstack_operator.models import DriftReason, IPFamily
+from dualstack_operator.plan import PolicyView, build_status, plan_namespace, status_differs
+
+log = logging.getLogger("dualstack_operator")
+
+COALESCE_SECONDS = 0.3  # events closer than this share one pass
+RESYNC_SECONDS = 300.0  # full pass even without events (a missed event heals)
+CLUSTER_RECHECK_SECONDS = 60.0
+REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass
+class Rejection:
+    resource_version: str
+    message: str
+    retry_at: float
+    attempts: int
+
+
+@dataclass
+class Runtime:
+    """Operator state shared by the handlers and the worker (kopf's memo)."""
+
+    api: KubeAPI
+    services: kopf.Index[str, ServiceView] | None = None
+    policies: kopf.Index[str, PolicyView] | None = None
+    cluster: list[IPFamily] = field(default_factory=list)
+    cluster_checked: float = 0.0
+    dirty: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    indexed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Services patched at this resourceVersion: the index has not caught up yet.
+    inflight: dict[tuple[str, str], str] = field(default_factory=dict)
+    rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
+    worker: asyncio.Task[None] | None = None
+
+    def mark(self, namespace: str) -> None:
+        self.dirty.add(namespace)
+        self.wake.set()
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Kopf's own storage under our prefix, quiet posting, sane watch timeouts."""
+    settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=models.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # our own Events, on our own terms
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.standalone = True
+
+
+# --- indexes and events ---------------------------------------------------------------------
+
+
+@kopf.index("", "v1", "services")
+def services_idx(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, ServiceView]:
+    """Services by namespace, reduced to the fields the decision needs."""
+    return {namespace or "": ServiceView.from_body(body)}
+
+
+@kopf.index(models.GROUP, models.VERSION, models.PLURAL)
+def policies_idx(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PolicyView]:
+    return {namespace or "": PolicyView.from_body(body)}
+
+
+@kopf.on.event("", "v1", "services")
+def service_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    runtime.indexed.set()  # kopf runs handlers only once every index is pre-populated
+    runtime.mark(namespace or "")
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    runtime.indexed.set()
+    runtime.mark(namespace or "")
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    configure(settings)
+    runtime: Runtime = memo["runtime"]
+    # The indexes are live views, handed to every handler; the worker keeps them.
+    runtime.services, runtime.policies = kwargs["services_idx"], kwargs["policies_idx"]
+    await runtime.api.connect()
+    await refresh_cluster(runtime, force=True)
+    runtime.worker = asyncio.create_task(worker(runtime), name="dualstack reconciler")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    if runtime.worker is not None:
+        runtime.worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.worker
+    await runtime.api.close()
+
+
+# --- the worker -----------------------------------------------------------------------------
+
+
+async def refresh_cluster(runtime: Runtime, force: bool = False) -> None:
+    """ServiceCIDR API first; a server-side dry-run probe where it is missing."""
+    if not force and time.monotonic() - runtime.cluster_checked < CLUSTER_RECHECK_SECONDS:
+        return
+    families = await runtime.api.service_cidr_families()
+    if not families:
+        families = await runtime.api.probe_families()
+    runtime.cluster_checked = time.monotonic()
+    if families != runtime.cluster:
+        log.info("cluster service network offers %s", [str(f) for f in families])
+        runtime.cluster = families
+        for namespace in list(runtime.policies or {}):
+            runtime.mark(namespace)
+
+
+async def worker(runtime: Runtime) -> None:
+    await runtime.indexed.wait()
+    while True:
+        try:
+            await asyncio.wait_for(runtime.wake.wait(), timeout=RESYNC_SECONDS)
+        except TimeoutError:
+            for namespace in list(runtime.policies or {}):
+                runtime.mark(namespace)
+        await asyncio.sleep(COALESCE_SECONDS)  # let a burst of events land in one pass
+        runtime.wake.clear()
+        batch, runtime.dirty = runtime.dirty, set()
+        try:
+            await refresh_cluster(runtime)
+        except ApiError as err:
+            log.warning("cannot re-check the cluster's families: %s", err)
+        for namespace in sorted(batch):
+            try:
+                await reconcile_namespace(runtime, namespace)
+            except Exception:
+                log.exception("reconciling namespace %s failed; retrying", namespace)
+                asyncio.get_running_loop().call_later(5.0, runtime.mark, namespace)
+
+
+def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
+    ref = {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name}
+    if uid:
+        ref["uid"] = uid
+    return ref
+
+
+async def _event(runtime: Runtime, ref: dict[str, str], type: str, reason: str, msg: str) -> None:
+    try:
+        await runtime.api.post_event(ref, type, reason, msg)
+    except ApiError as err:
+        log.warning("cannot post event %s on %s/%s: %s", reason, ref["kind"], ref["name"], err)
+
+
+async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
+    policies = (
+        list(runtime.policies[namespace])
+        if runtime.policies and namespace in runtime.policies
+        else []
+    )
+    if not policies:
+        return  # no policy: nothing to do, and nothing is rolled back
+    in_ns = (
+        runtime.services[namespace] if runtime.services and namespace in runtime.services else []
+    )
+    services = {s.name: s for s in in_ns}
+    now = time.monotonic()
+    for plan in plan_namespace(policies, services.values(), runtime.cluster):
+        patched = 0
+        for name, decision in list(plan.decisions.items()):
+            svc = services[name]
+            key = (namespace, name)
+            if runtime.inflight.get(key) == svc.resource_version:
+                continue  # our own write has not reached the index yet
+            runtime.inflight.pop(key, None)
+            rejection = runtime.rejections.get(key)
+            if rejection and rejection.resource_version != svc.resource_version:
+                del runtime.rejections[key]  # the Service changed: judge it afresh
+                rejection = None
+            if decision.patch is None:
+                continue
+            if rejection and now < rejection.retry_at:
+                plan.decisions[name] = Decision(
+                    State.DRIFTED, DriftReason.PATCH_REJECTED, rejection.message
+                )
+                continue
+            if await _remediate(runtime, plan.policy, svc, decision, rejection):
+                patched += 1
+            elif key in runtime.rejections:
+                plan.decisions[name] = Decision(
+                    State.DRIFTED, DriftReason.PATCH_REJECTED, runtime.rejections[key].message
+                )
+        if patched:
+            continue  # the patched Services' events bring the next pass and the status
+        await _write_status(runtime, plan.policy, build_status(plan, runtime.cluster))
+
+
+async def _remediate(
+    runtime: Runtime,
+    policy: PolicyView,
+    svc: ServiceView,
+    decision: Decision,
+    rejection: Rejection | None,
+) -> bool:
+    assert decision.patch is not None
+    key = (svc.namespace, svc.name)
+    ref = _ref("Service", "v1", svc.namespace, svc.name)
+    try:
+        new_rv = await runtime.api.patch_service(
+            svc.namespace, svc.name, decision.patch, svc.resource_version
+        )
+    except ApiError as err:
+        if err.status in (404, 409):
+            return False  # deleted or changed meanwhile: its event brings a new pass
+        attempts = (rejection.attempts + 1) if rejection else 1
+        delay = REJECT_BACKOFF[min(attempts, len(REJECT_BACKOFF)) - 1]
+        message = f"the API server rejected {decision.patch['spec']}: {err.message}"
+        runtime.rejections[key] = Rejection(
+            svc.resource_version, message, time.monotonic() + delay, attempts
+        )
+        asyncio.get_running_loop().call_later(delay, runtime.mark, svc.namespace)
+        log.warning("%s/%s: %s (retry in %.0fs)", svc.namespace, svc.name, message, delay)
+        if rejection is None:
+            await _event(runtime, ref, "Warning", "PatchRejected", message)
+        return False
+    runtime.inflight[key] = new_rv
+    runtime.rejections.pop(key, None)
+    spec = decision.patch["spec"]
+    message = (
+        f"policy {policy.name}: ipFamilyPolicy {svc.ip_family_policy} -> {spec['ipFamilyPolicy']}"
+        + (
+            f", ipFamilies {list(svc.ip_families)} -> {spec['ipFamilies']}"
+            if "ipFamilies" in spec
+            else ""
+        )
+    )
+    log.info("%s/%s remediated: %s", svc.namespace, svc.name, message)
+    await _event(runtime, ref, "Normal", "Remediated", message)
+    return True
+
+
+async def _write_status(runtime: Runtime, policy: PolicyView, status: dict[str, Any]) -> None:
+    if not status_differs(policy.status, status):
+        return
+    try:
+        await runtime.api.patch_policy_status(policy.namespace, policy.name, status)
+    except ApiError as err:
+        if err.status != 404:
+            log.warning("cannot write status of %s/%s: %s", policy.namespace, policy.name, err)
+        return
+    old = {c.get("type"): c for c in policy.status.get("conditions") or []}
+    ref = _ref(
+        models.KIND, f"{models.GROUP}/{models.VERSION}", policy.namespace, policy.name, policy.uid
+    )
+    for cond in status.get("conditions", []):
+        before = old.get(cond["type"])
+        if before is None or before.get("reason") != cond["reason"]:
+            healthy = cond["status"] == "True"
+            await _event(
+                runtime, ref, "Normal" if healthy else "Warning", cond["reason"], cond["message"]
+            )

@@ -1,0 +1,172 @@
+"""The operator's writes and probes, through kubernetes-asyncio (the only I/O module).
+
+RBAC the calls below need (the deployment manifests grant exactly these):
+- services: patch                      (patch_service)
+- services: create with dryRun=All     (probe_families; nothing is stored)
+- servicecidrs.networking.k8s.io: get  (service_cidr_families)
+- dualstackpolicies/status: patch      (patch_policy_status)
+- events: create                       (post_event)
+Watching Services and policies (list, watch) is kopf's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from dualstack_operator import models
+from dualstack_operator.models import IPFamily
+
+MERGE_PATCH = "application/merge-patch+json"
+COMPONENT = "dualstack-operator"
+# The generated client picks JSON patch for dicts unless told; its stubs omit the option.
+_MERGE: dict[str, Any] = {"_content_type": MERGE_PATCH}
+
+
+@dataclass(frozen=True)
+class ApiError(Exception):
+    """A refused request: the HTTP status and the API server's own message."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
+
+
+def _error(exc: ApiException) -> ApiError:
+    message = str(exc.reason)
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        message = json.loads(exc.body or b"{}").get("message", message)
+    return ApiError(int(exc.status or 0), message)
+
+
+def _families(cidrs: list[str]) -> list[IPFamily]:
+    out: list[IPFamily] = []
+    for cidr in cidrs:
+        family = IPFamily.IPV6 if ":" in cidr else IPFamily.IPV4
+        if family not in out:
+            out.append(family)
+    return out
+
+
+class KubeAPI:
+    def __init__(self) -> None:
+        self._client: client.ApiClient | None = None
+
+    async def connect(self) -> None:
+        """In-cluster ServiceAccount first, else the current kubeconfig (as kopf does)."""
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            await config.load_kube_config()
+        self._client = client.ApiClient()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    @property
+    def api(self) -> client.ApiClient:
+        if self._client is None:
+            raise RuntimeError("KubeAPI.connect() was not awaited")
+        return self._client
+
+    async def service_cidr_families(self) -> list[IPFamily] | None:
+        """Families of the default ServiceCIDR, or None where that API is missing."""
+        try:
+            cidr = await client.NetworkingV1Api(self.api).read_service_cidr("kubernetes")
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return None
+            raise _error(exc) from exc
+        return _families(list(cidr.spec.cidrs or []))
+
+    async def probe_families(self) -> list[IPFamily]:
+        """Server-side dry-run creates: what a RequireDualStack (else default) Service gets."""
+        core = client.CoreV1Api(self.api)
+        for policy in ("RequireDualStack", None):
+            spec: dict[str, Any] = {"ports": [{"port": 80}]}
+            if policy:
+                spec["ipFamilyPolicy"] = policy
+            body = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"dualstack-probe-{uuid.uuid4().hex[:8]}"},
+                "spec": spec,
+            }
+            try:
+                created = await core.create_namespaced_service(
+                    "default", cast(Any, body), dry_run="All"
+                )
+            except ApiException as exc:
+                if exc.status == 422 and policy:
+                    continue  # "not configured for dual-stack services"
+                raise _error(exc) from exc
+            return [IPFamily(f) for f in created.spec.ip_families or []]
+        raise ApiError(0, "the dry-run probe returned no families")
+
+    async def patch_service(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str
+    ) -> str:
+        """Merge-patches a Service, only if unchanged since we looked; returns the new rv."""
+        body = {**patch, "metadata": {"resourceVersion": resource_version}}
+        try:
+            svc = await client.CoreV1Api(self.api).patch_namespaced_service(
+                name, namespace, body, field_manager=COMPONENT, **_MERGE
+            )
+        except ApiException as exc:
+            raise _error(exc) from exc
+        return str(svc.metadata.resource_version)
+
+    async def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            await client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                {"status": status},
+                field_manager=COMPONENT,
+                **_MERGE,
+            )
+        except ApiException as exc:
+            raise _error(exc) from exc
+
+    async def post_event(
+        self, involved: dict[str, str], type: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event on ``involved`` (apiVersion, kind, namespace, name, uid)."""
+        now = datetime.datetime.now(datetime.UTC)
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{involved['name']}.",
+                "namespace": involved["namespace"],
+            },
+            "involvedObject": involved,
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": COMPONENT,
+            "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        }
+        try:
+            await client.CoreV1Api(self.api).create_namespaced_event(
+                involved["namespace"], cast(Any, event)
+            )
+        except ApiException as exc:
+            raise _error(exc) from exc

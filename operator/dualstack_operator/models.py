@@ -1,0 +1,224 @@
+"""pydantic models of the DualStackPolicy API: the single source of truth for the CRD.
+
+``crds/dualstackpolicy.yaml`` is generated from these (``make crds``); field
+descriptions become ``kubectl explain`` text, and the CEL rules attached here are
+enforced by the API server at ``kubectl apply`` time.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GROUP = "dualstack.dev"
+VERSION = "v1alpha1"
+KIND = "DualStackPolicy"
+PLURAL = "dualstackpolicies"
+SINGULAR = "dualstackpolicy"
+SHORT_NAMES = ["dsp"]
+IGNORE_ANNOTATION = "dualstack.dev/ignore"
+DRIFT_LIST_LIMIT = 50
+
+
+class IPFamily(StrEnum):
+    IPV4 = "IPv4"
+    IPV6 = "IPv6"
+
+
+class IPFamilyPolicy(StrEnum):
+    SINGLE_STACK = "SingleStack"
+    PREFER_DUAL_STACK = "PreferDualStack"
+    REQUIRE_DUAL_STACK = "RequireDualStack"
+
+
+class Mode(StrEnum):
+    ENFORCE = "Enforce"
+    AUDIT = "Audit"
+
+
+class DriftReason(StrEnum):
+    """Why a governed Service does not match its policy (a closed set; a metric label)."""
+
+    MISSING_FAMILY = "MissingFamily"
+    EXTRA_FAMILY = "ExtraFamily"
+    POLICY_MISMATCH = "PolicyMismatch"
+    PRIMARY_FAMILY_MISMATCH = "PrimaryFamilyMismatch"
+    CLUSTER_NOT_DUAL_STACK = "ClusterNotDualStack"
+    FAMILY_NOT_IN_CLUSTER = "FamilyNotInCluster"
+    PATCH_REJECTED = "PatchRejected"
+    CONFLICT = "Conflict"
+
+
+def _schema_extra(**extra: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra=extra, populate_by_name=True)
+
+
+class LabelSelectorRequirement(BaseModel):
+    model_config = _schema_extra(
+        **{
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.operator in ['In', 'NotIn'] ? "
+                    "(has(self.values) && size(self.values) > 0) : "
+                    "(!has(self.values) || size(self.values) == 0)",
+                    "message": "In and NotIn need at least one value; "
+                    "Exists and DoesNotExist take no values",
+                }
+            ]
+        }
+    )
+
+    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values."
+    )
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, max_length=64, description="Values for In and NotIn."
+    )
+
+
+class LabelSelector(BaseModel):
+    """A metav1.LabelSelector: the requirements are ANDed."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        alias="matchLabels",
+        description="Labels a Service must carry, each with exactly this value.",
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None,
+        alias="matchExpressions",
+        max_length=32,
+        description="Set-based label requirements.",
+    )
+
+
+class DualStackPolicySpec(BaseModel):
+    """The IP-family intent for the Services of one namespace."""
+
+    model_config = _schema_extra(
+        **{
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.ipFamilies) || self.ipFamilyPolicy != 'SingleStack'"
+                    " || size(self.ipFamilies) == 1",
+                    "message": "SingleStack takes exactly one IP family",
+                },
+                {
+                    "rule": "!has(self.ipFamilies) || self.ipFamilyPolicy != 'RequireDualStack'"
+                    " || size(self.ipFamilies) == 2",
+                    "message": "RequireDualStack needs both IP families "
+                    "(or none, to keep each Service's primary)",
+                },
+            ]
+        }
+    )
+
+    ip_family_policy: IPFamilyPolicy = Field(
+        alias="ipFamilyPolicy",
+        description="The ipFamilyPolicy every governed Service gets: SingleStack, "
+        "PreferDualStack (dual-stack where the cluster offers it) or RequireDualStack.",
+    )
+    ip_families: list[IPFamily] | None = Field(
+        default=None,
+        alias="ipFamilies",
+        min_length=1,
+        max_length=2,
+        description="Families in order of preference; the first is the primary. "
+        "Absent: each Service keeps its primary family and gains the cluster's other "
+        "one. The primary of a Service with a ClusterIP cannot change in place: such "
+        "Services are reported as PrimaryFamilyMismatch, never recreated.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "size(self) < 2 || self[0] != self[1]",
+                    "message": "ipFamilies must not repeat a family",
+                }
+            ]
+        },
+    )
+    mode: Mode = Field(
+        default=Mode.ENFORCE,
+        description="Enforce patches Services to match; Audit only reports drift "
+        "and never writes to a Service.",
+    )
+    service_selector: LabelSelector | None = Field(
+        default=None,
+        alias="serviceSelector",
+        description="Which Services of the namespace this policy governs; absent "
+        "selects all. Services annotated dualstack.dev/ignore=true and ExternalName "
+        "Services are never touched.",
+    )
+
+
+class DriftEntry(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    service: str = Field(description="The Service's name.")
+    reason: DriftReason = Field(description="Why it does not match.")
+    message: str = Field(description="What differs and what, if anything, the user must do.")
+
+
+class Condition(BaseModel):
+    """A metav1.Condition."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type: str = Field(description="Ready or Compliant.")
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(description="A CamelCase reason.")
+    message: str = ""
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    last_transition_time: str = Field(
+        alias="lastTransitionTime",
+        description="When the status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
+class DualStackPolicyStatus(BaseModel):
+    """What the operator observed; recomputed from the cluster on every pass."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    observed_generation: int | None = Field(
+        default=None, alias="observedGeneration", description="The spec generation acted on."
+    )
+    cluster_ip_families: list[IPFamily] | None = Field(
+        default=None,
+        alias="clusterIPFamilies",
+        description="The families the cluster's service network offers, primary first.",
+    )
+    matched_services: int | None = Field(
+        default=None, alias="matchedServices", description="Services this policy selects."
+    )
+    compliant_services: int | None = Field(default=None, alias="compliantServices")
+    drifted_services: int | None = Field(default=None, alias="driftedServices")
+    excluded_services: int | None = Field(
+        default=None,
+        alias="excludedServices",
+        description="Selected, but ExternalName or opted out (dualstack.dev/ignore).",
+    )
+    drift: list[DriftEntry] | None = Field(
+        default=None,
+        max_length=DRIFT_LIST_LIMIT,
+        description=f"The first {DRIFT_LIST_LIMIT} drifted Services by name.",
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Ready and Compliant.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class DualStackPolicy(BaseModel):
+    """A namespace's IP-family intent; every Service it selects is made to match it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    spec: DualStackPolicySpec
+    status: DualStackPolicyStatus | None = None

@@ -1,0 +1,200 @@
+"""Pure planning for one namespace: which policy governs which Service, and the status.
+
+Level-based: everything here is recomputed from the indexed Services and
+policies on every pass; nothing is accumulated from events.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualstack_operator.decision import Decision, ServiceView, State, decide, selects
+from dualstack_operator.models import (
+    DRIFT_LIST_LIMIT,
+    DriftReason,
+    DualStackPolicySpec,
+    IPFamily,
+)
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The fields of a DualStackPolicy the operator indexes."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str  # RFC 3339; sorts chronologically
+    spec: DualStackPolicySpec | None  # None: the stored spec failed validation
+    spec_error: str
+    status: Mapping[str, Any]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PolicyView:
+        meta = body.get("metadata") or {}
+        spec: DualStackPolicySpec | None = None
+        error = ""
+        try:
+            spec = DualStackPolicySpec.model_validate(body.get("spec") or {})
+        except ValueError as err:  # pydantic.ValidationError is a ValueError
+            error = str(err).splitlines()[0]
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            created=str(meta.get("creationTimestamp", "")),
+            spec=spec,
+            spec_error=error,
+            status=dict(body.get("status") or {}),
+        )
+
+
+@dataclass
+class PolicyPlan:
+    policy: PolicyView
+    decisions: dict[str, Decision] = field(default_factory=dict)
+
+
+def plan_namespace(
+    policies: Iterable[PolicyView],
+    services: Iterable[ServiceView],
+    cluster: Sequence[IPFamily],
+) -> list[PolicyPlan]:
+    """Decisions per policy; a Service selected by several goes to the oldest (then by name)."""
+    ordered = sorted(policies, key=lambda p: (p.created, p.name))
+    plans = [PolicyPlan(p) for p in ordered]
+    for svc in sorted(services, key=lambda s: s.name):
+        selecting = [
+            plan
+            for plan in plans
+            if plan.policy.spec is not None
+            and selects(plan.policy.spec.service_selector, svc.labels)
+        ]
+        if not selecting:
+            continue
+        winner = selecting[0]
+        assert winner.policy.spec is not None
+        winner.decisions[svc.name] = decide(winner.policy.spec, svc, cluster)
+        for loser in selecting[1:]:
+            loser.decisions[svc.name] = Decision(
+                State.DRIFTED,
+                DriftReason.CONFLICT,
+                f"also selected by the older policy {winner.policy.name}, which governs it",
+            )
+    return plans
+
+
+def _condition(
+    ctype: str,
+    status: str,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Any],
+    now: str,
+) -> dict[str, Any]:
+    """A metav1.Condition; lastTransitionTime moves only when the status flips."""
+    old = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == ctype),
+        None,
+    )
+    since = now if old is None or old.get("status") != status else old.get("lastTransitionTime")
+    return {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": since or now,
+    }
+
+
+def build_status(
+    plan: PolicyPlan, cluster: Sequence[IPFamily], now: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """The policy's status from its decisions (pure; compared before any write)."""
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    policy = plan.policy
+    previous = policy.status
+    if policy.spec is None:
+        return {
+            "observedGeneration": policy.generation,
+            "conditions": [
+                _condition(
+                    "Ready",
+                    "False",
+                    "InvalidSpec",
+                    policy.spec_error,
+                    policy.generation,
+                    previous,
+                    stamp,
+                ),
+            ],
+        }
+    counts = dict.fromkeys(State, 0)
+    for decision in plan.decisions.values():
+        counts[decision.state] += 1
+    drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
+    matched = counts[State.COMPLIANT] + counts[State.DRIFTED]
+    drift = [
+        {"service": name, "reason": str(d.reason), "message": d.message}
+        for name, d in drifted[:DRIFT_LIST_LIMIT]
+    ]
+    if drifted:
+        compliant = _condition(
+            "Compliant",
+            "False",
+            "DriftDetected",
+            f"{len(drifted)} of {matched} Services drifted",
+            policy.generation,
+            previous,
+            stamp,
+        )
+    else:
+        compliant = _condition(
+            "Compliant",
+            "True",
+            "AllCompliant",
+            f"all {matched} Services match",
+            policy.generation,
+            previous,
+            stamp,
+        )
+    ready = _condition(
+        "Ready",
+        "True",
+        "Reconciling",
+        f"governing {matched} Services",
+        policy.generation,
+        previous,
+        stamp,
+    )
+    return {
+        "observedGeneration": policy.generation,
+        "clusterIPFamilies": [str(f) for f in cluster],
+        "matchedServices": matched,
+        "compliantServices": counts[State.COMPLIANT],
+        "driftedServices": counts[State.DRIFTED],
+        "excludedServices": counts[State.EXCLUDED],
+        "drift": drift,
+        "conditions": [ready, compliant],
+    }
+
+
+def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a status write is needed (timestamps alone never cause one)."""
+
+    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(status)
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in status.get("conditions") or []
+        ]
+        return out
+
+    return strip(current) != strip(desired)

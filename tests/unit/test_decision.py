@@ -1,0 +1,406 @@
+"""The pure decision function: one table row per case, and properties over all shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dualstack_operator.decision import ServiceView, State, decide, selects
+from dualstack_operator.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
+
+V4, V6 = IPFamily.IPV4, IPFamily.IPV6
+DUAL = [V4, V6]
+DUAL6 = [V6, V4]
+ONLY4 = [V4]
+
+
+def policy(
+    ip_family_policy: str, families: list[str] | None = None, mode: str = "Enforce"
+) -> DualStackPolicySpec:
+    body: dict[str, Any] = {"ipFamilyPolicy": ip_family_policy, "mode": mode}
+    if families is not None:
+        body["ipFamilies"] = families
+    return DualStackPolicySpec.model_validate(body)
+
+
+def svc(
+    families: tuple[str, ...] = ("IPv4",),
+    svc_policy: str | None = "SingleStack",
+    *,
+    type: str = "ClusterIP",
+    headless: bool = False,
+    ignored: bool = False,
+    labels: dict[str, str] | None = None,
+) -> ServiceView:
+    if type == "ExternalName":
+        families, svc_policy = (), None
+    return ServiceView(
+        namespace="ns",
+        name="s",
+        resource_version="1",
+        labels=labels or {},
+        ignored=ignored,
+        type=type,
+        headless=headless,
+        ip_family_policy=svc_policy,
+        ip_families=families,
+    )
+
+
+CASES: list[
+    tuple[str, DualStackPolicySpec, ServiceView, list[IPFamily], State, str | None, Any]
+] = [
+    # id, policy, service, cluster, state, reason, patch spec (None = no write)
+    (
+        "clusterip-single-to-prefer",
+        policy("PreferDualStack"),
+        svc(),
+        DUAL,
+        State.DRIFTED,
+        "MissingFamily",
+        {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]},
+    ),
+    (
+        "nodeport-single-to-require",
+        policy("RequireDualStack"),
+        svc(type="NodePort"),
+        DUAL,
+        State.DRIFTED,
+        "MissingFamily",
+        {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]},
+    ),
+    (
+        "loadbalancer-compliant",
+        policy("PreferDualStack"),
+        svc(("IPv4", "IPv6"), "PreferDualStack", type="LoadBalancer"),
+        DUAL,
+        State.COMPLIANT,
+        None,
+        None,
+    ),
+    (
+        "already-compliant",
+        policy("PreferDualStack", ["IPv4", "IPv6"]),
+        svc(("IPv4", "IPv6"), "PreferDualStack"),
+        DUAL,
+        State.COMPLIANT,
+        None,
+        None,
+    ),
+    (
+        "policy-field-only",
+        policy("RequireDualStack"),
+        svc(("IPv4", "IPv6"), "PreferDualStack"),
+        DUAL,
+        State.DRIFTED,
+        "PolicyMismatch",
+        {"ipFamilyPolicy": "RequireDualStack"},
+    ),
+    (
+        "downgrade-to-single",
+        policy("SingleStack"),
+        svc(("IPv4", "IPv6"), "PreferDualStack"),
+        DUAL,
+        State.DRIFTED,
+        "ExtraFamily",
+        {"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]},
+    ),
+    (
+        "wrong-primary-adds-secondary",
+        policy("RequireDualStack", ["IPv6", "IPv4"]),
+        svc(),
+        DUAL,
+        State.DRIFTED,
+        "PrimaryFamilyMismatch",
+        {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]},
+    ),
+    (
+        "wrong-primary-nothing-else",
+        policy("PreferDualStack", ["IPv6", "IPv4"]),
+        svc(("IPv4", "IPv6"), "PreferDualStack"),
+        DUAL,
+        State.DRIFTED,
+        "PrimaryFamilyMismatch",
+        None,
+    ),
+    (
+        "wrong-primary-single-unfixable",
+        policy("SingleStack", ["IPv6"]),
+        svc(),
+        DUAL,
+        State.DRIFTED,
+        "PrimaryFamilyMismatch",
+        None,
+    ),
+    (
+        "headless-changes-primary",
+        policy("RequireDualStack", ["IPv6", "IPv4"]),
+        svc(headless=True),
+        DUAL,
+        State.DRIFTED,
+        "MissingFamily",
+        {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]},
+    ),
+    (
+        "headless-reorders",
+        policy("RequireDualStack", ["IPv6", "IPv4"]),
+        svc(("IPv4", "IPv6"), "RequireDualStack", headless=True),
+        DUAL,
+        State.DRIFTED,
+        "PrimaryFamilyMismatch",
+        {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]},
+    ),
+    (
+        "headless-no-selector-default-compliant",
+        policy("RequireDualStack"),
+        svc(("IPv4", "IPv6"), "RequireDualStack", headless=True),
+        DUAL,
+        State.COMPLIANT,
+        None,
+        None,
+    ),
+    (
+        "external-name-excluded",
+        policy("RequireDualStack"),
+        svc(type="ExternalName"),
+        DUAL,
+        State.EXCLUDED,
+        None,
+        None,
+    ),
+    (
+        "opted-out-excluded",
+        policy("RequireDualStack"),
+        svc(ignored=True),
+        DUAL,
+        State.EXCLUDED,
+        None,
+        None,
+    ),
+    (
+        "audit-reports-no-patch",
+        policy("PreferDualStack", mode="Audit"),
+        svc(),
+        DUAL,
+        State.DRIFTED,
+        "MissingFamily",
+        None,
+    ),
+    (
+        "require-on-single-stack",
+        policy("RequireDualStack"),
+        svc(),
+        ONLY4,
+        State.DRIFTED,
+        "ClusterNotDualStack",
+        None,
+    ),
+    (
+        "prefer-on-single-stack-compliant",
+        policy("PreferDualStack"),
+        svc(("IPv4",), "PreferDualStack"),
+        ONLY4,
+        State.COMPLIANT,
+        None,
+        None,
+    ),
+    (
+        "prefer-on-single-stack-sets-field",
+        policy("PreferDualStack"),
+        svc(),
+        ONLY4,
+        State.DRIFTED,
+        "PolicyMismatch",
+        {"ipFamilyPolicy": "PreferDualStack"},
+    ),
+    (
+        "prefer-ipv6-first-degrades-on-v4-cluster",
+        policy("PreferDualStack", ["IPv6", "IPv4"]),
+        svc(("IPv4",), "PreferDualStack"),
+        ONLY4,
+        State.COMPLIANT,
+        None,
+        None,
+    ),
+    (
+        "single-family-not-in-cluster",
+        policy("SingleStack", ["IPv6"]),
+        svc(),
+        ONLY4,
+        State.DRIFTED,
+        "FamilyNotInCluster",
+        None,
+    ),
+    (
+        "ipv6-primary-cluster",
+        policy("PreferDualStack"),
+        svc(("IPv6",)),
+        DUAL6,
+        State.DRIFTED,
+        "MissingFamily",
+        {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv6", "IPv4"]},
+    ),
+    # kubernetes#101681: PreferDualStack Service left single-stack after the cluster gained IPv6.
+    (
+        "stale-prefer-upgraded-by-families",
+        policy("PreferDualStack"),
+        svc(("IPv4",), "PreferDualStack"),
+        DUAL,
+        State.DRIFTED,
+        "MissingFamily",
+        {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "service", "cluster", "state", "reason", "patch"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_decision_table(
+    spec: DualStackPolicySpec,
+    service: ServiceView,
+    cluster: list[IPFamily],
+    state: State,
+    reason: str | None,
+    patch: Any,
+) -> None:
+    decision = decide(spec, service, cluster)
+    assert decision.state == state
+    assert (decision.reason and str(decision.reason)) == reason
+    assert decision.patch == (None if patch is None else {"spec": patch})
+    if decision.state == State.DRIFTED:
+        assert decision.message, "a drifted Service always says why"
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        (None, {}, True),
+        ({"matchLabels": {"tier": "web"}}, {"tier": "web"}, True),
+        ({"matchLabels": {"tier": "web"}}, {"tier": "db"}, False),
+        (
+            {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+            {"tier": "b"},
+            True,
+        ),
+        ({"matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}, {}, False),
+        ({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]}, {}, True),
+        (
+            {"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["a"]}]},
+            {"tier": "a"},
+            False,
+        ),
+        ({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, {"x": ""}, True),
+        ({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, {"x": "1"}, False),
+        (
+            {"matchLabels": {"a": "1"}, "matchExpressions": [{"key": "b", "operator": "Exists"}]},
+            {"a": "1"},
+            False,
+        ),
+    ],
+)
+def test_selector(selector: dict[str, Any] | None, labels: dict[str, str], expected: bool) -> None:
+    parsed = None if selector is None else LabelSelector.model_validate(selector)
+    assert selects(parsed, labels) is expected
+
+
+# --- properties over every policy x Service shape x cluster shape -----------------------------
+
+FAMILY_LISTS = [("IPv4",), ("IPv6",), ("IPv4", "IPv6"), ("IPv6", "IPv4")]
+CLUSTERS = [[V4], [V6], [V4, V6], [V6, V4]]
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> DualStackPolicySpec:
+    ipfp = draw(st.sampled_from(["SingleStack", "PreferDualStack", "RequireDualStack"]))
+    options: list[list[str] | None] = [None]
+    if ipfp == "SingleStack":
+        options += [["IPv4"], ["IPv6"]]
+    elif ipfp == "PreferDualStack":
+        options += [list(f) for f in FAMILY_LISTS]
+    else:
+        options += [["IPv4", "IPv6"], ["IPv6", "IPv4"]]
+    return policy(ipfp, draw(st.sampled_from(options)), draw(st.sampled_from(["Enforce", "Audit"])))
+
+
+@st.composite
+def services(draw: st.DrawFn, cluster: list[IPFamily]) -> ServiceView:
+    kind = draw(
+        st.sampled_from(["ClusterIP", "NodePort", "LoadBalancer", "Headless", "ExternalName"])
+    )
+    # What the API server could have stored: families the cluster offers (or once did).
+    fams = draw(st.sampled_from(FAMILY_LISTS))
+    svc_policy = (
+        "SingleStack"
+        if len(fams) == 1
+        else draw(st.sampled_from(["PreferDualStack", "RequireDualStack"]))
+    )
+    if len(fams) == 1:
+        svc_policy = draw(st.sampled_from(["SingleStack", "PreferDualStack"]))
+    return svc(
+        fams,
+        svc_policy,
+        type="ClusterIP" if kind == "Headless" else kind,
+        headless=kind == "Headless",
+        ignored=draw(st.booleans()),
+    )
+
+
+def apply_patch(service: ServiceView, patch: dict[str, Any]) -> ServiceView:
+    """What the API server stores after our merge patch (rules pinned in the semantics tests)."""
+    spec = patch["spec"]
+    families = tuple(spec.get("ipFamilies", service.ip_families))
+    if spec["ipFamilyPolicy"] == "SingleStack":
+        families = families[:1]
+    return ServiceView(
+        **{**service.__dict__, "ip_family_policy": spec["ipFamilyPolicy"], "ip_families": families}
+    )
+
+
+@given(st.data())
+def test_properties(data: st.DataObject) -> None:
+    cluster = data.draw(st.sampled_from(CLUSTERS))
+    spec = data.draw(policies())
+    service = data.draw(services(cluster))
+    decision = decide(spec, service, cluster)
+    offered = {str(f) for f in cluster}
+
+    if service.type == "ExternalName" or service.ignored:
+        assert decision.state == State.EXCLUDED
+        return
+    assert decision.state != State.EXCLUDED
+    if decision.state == State.COMPLIANT:
+        assert decision.patch is None
+    if decision.state == State.DRIFTED:
+        assert decision.reason is not None
+        assert decision.message
+    if spec.mode == "Audit":
+        assert decision.patch is None, "Audit never writes"
+    if spec.ip_family_policy == "RequireDualStack" and len(cluster) < 2:
+        assert decision.reason == DriftReason.CLUSTER_NOT_DUAL_STACK
+        assert decision.patch is None
+    if decision.patch is None:
+        return
+
+    patch_spec = decision.patch["spec"]
+    assert set(patch_spec) <= {"ipFamilyPolicy", "ipFamilies"}, "the minimal patch"
+    families = patch_spec.get("ipFamilies")
+    if families is not None:
+        assert set(families) <= offered, "never a family the cluster lacks"
+        assert len(set(families)) == len(families)
+        if not service.headless:
+            assert families[0] == service.ip_families[0], "never the primary of a ClusterIP"
+        if patch_spec["ipFamilyPolicy"] == "SingleStack":
+            assert len(families) == 1
+        if patch_spec["ipFamilyPolicy"] == "RequireDualStack":
+            assert len(families) == 2
+
+    # One write converges: deciding again on what the server stored patches nothing.
+    after = decide(spec, apply_patch(service, decision.patch), cluster)
+    assert after.patch is None
+    assert after.state == State.COMPLIANT or after.reason == DriftReason.PRIMARY_FAMILY_MISMATCH
