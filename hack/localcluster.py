@@ -32,7 +32,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -50,6 +50,28 @@ NODE_CIDR_MASK: dict[Family, int] = {"ipv4": 24, "ipv6": 64}
 API_FAMILY: dict[Family, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
 PIDS_FILE = "pids.json"
+AUDIT_LOG = "audit.log"
+# Writes to Services and policies, as the server saw them: tests and benchmarks
+# count the operator's writes from the server's side with this log.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "verbs": ["create", "update", "patch", "delete"],
+            "resources": [
+                {"group": "", "resources": ["services"]},
+                {
+                    "group": "dualstack.dev",
+                    "resources": ["dualstackpolicies", "dualstackpolicies/status"],
+                },
+            ],
+        },
+        {"level": "None"},
+    ],
+}
 START_TIMEOUT_S = 120.0
 
 
@@ -197,7 +219,7 @@ def _kubeconfig(server: str, ca: bytes, client: _Issued, user: str) -> str:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def set_pdeathsig() -> None:
     """Runs in the child: SIGKILL it if the test process dies without tearing down."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -282,6 +304,7 @@ class LocalCluster:
         self.families: tuple[Family, ...] = tuple(families)
         self._binaries = binaries
         self.kubeconfig = self.state_dir / "kubeconfig"
+        self.operator_kubeconfig = self.state_dir / "operator.kubeconfig"
         self.api_port = 0
         self.server = ""
         self.start_seconds = 0.0
@@ -307,12 +330,12 @@ class LocalCluster:
     def start(self, *, die_with_parent: bool = False, timeout: float = START_TIMEOUT_S) -> None:
         """Starts a fresh control plane; returns once the apiserver is ready.
 
-        With ``die_with_parent`` the processes get SIGTERM if the caller dies without
+        With ``die_with_parent`` the processes get SIGKILL if the caller dies without
         tearing down (a killed pytest), so no test run leaves processes behind.
         A port taken between choosing it and binding it (an ephemeral client port,
         say) is retried with fresh ports.
         """
-        self._preexec = _die_with_parent if die_with_parent else None
+        self._preexec = set_pdeathsig if die_with_parent else None
         for attempt in range(1, 4):
             try:
                 self._start_once(timeout)
@@ -345,6 +368,19 @@ class LocalCluster:
                 proc.wait(timeout=1)
         self._procs.clear()
         return stopped
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Completed write requests to Services and policies, oldest first."""
+        path = self.state_dir / AUDIT_LOG
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete":
+                    events.append(event)
+        return events
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.state_dir / "logs" / f"{name}.log"
@@ -412,6 +448,9 @@ class LocalCluster:
                 f"--service-cluster-ip-range={','.join(self.service_cidrs)}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                f"--audit-policy-file={self.state_dir / 'audit-policy.json'}",
+                f"--audit-log-path={self.state_dir / AUDIT_LOG}",
+                "--audit-log-mode=blocking",
                 "--v=1",
             ],
         )
@@ -558,6 +597,16 @@ class LocalCluster:
         )
 
         _write(self.kubeconfig, _kubeconfig(self.server, ca.cert, admin, "admin").encode())
+        # A separate identity for the operator under test, so the audit log tells its
+        # writes from the test's own.
+        operator, _, _ = _issue(
+            ca_cert, ca_key, _name("dualstack-operator", "system:masters"), client=True
+        )
+        _write(
+            self.operator_kubeconfig,
+            _kubeconfig(self.server, ca.cert, operator, "dualstack-operator").encode(),
+        )
+        _write(self.state_dir / "audit-policy.json", json.dumps(AUDIT_POLICY).encode())
         _write(
             self.state_dir / "controller-manager.kubeconfig",
             _kubeconfig(self.server, ca.cert, kcm, "system:kube-controller-manager").encode(),

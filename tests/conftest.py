@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from kube import Kubectl
-from localcluster import Family, LocalCluster, bin_dir
+from localcluster import REPO, Family, LocalCluster, bin_dir
+from operator_proc import OperatorProcess
+
+CRD = REPO / "crds" / "dualstackpolicy.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +28,10 @@ def _cluster(
     cluster = LocalCluster(factory.mktemp("-".join(families)), families, binaries)
     cluster.start(die_with_parent=True)
     try:
+        # The CRD is part of every cluster the tests use, as `kubectl apply` installs it.
+        admin = Kubectl(binaries / "kubectl", cluster.kubeconfig)
+        admin.run("apply", "-f", str(CRD))
+        admin.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
         yield cluster
     finally:
         cluster.stop()
@@ -89,6 +96,23 @@ def ipv6first(
 ) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace of the IPv6-primary dual-stack cluster."""
     yield from _namespace(request, ipv6_cluster, binaries)
+
+
+@pytest.fixture
+def start_operator(tmp_path: Path) -> Iterator[Callable[[LocalCluster, Kubectl], OperatorProcess]]:
+    """Starts the operator for a test's namespace; stops it (by PID) at teardown."""
+    started: list[OperatorProcess] = []
+
+    def start(cluster: LocalCluster, kubectl: Kubectl) -> OperatorProcess:
+        assert kubectl.namespace
+        log = tmp_path / f"operator-{len(started)}.log"
+        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
 
 
 def _stray_processes(marker: str) -> list[str]:

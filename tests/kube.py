@@ -51,6 +51,14 @@ class Kubectl:
             return err.stderr
         raise AssertionError(f"kubectl {' '.join(args)} succeeded: {out}")
 
+    def stderr_of(self, *args: str, stdin: str | None = None) -> str:
+        """Runs a command; returns its stderr if it failed, else an empty string."""
+        try:
+            self.run(*args, stdin=stdin)
+        except KubectlError as err:
+            return err.stderr
+        return ""
+
     def get(self, kind: str, name: str = "", *args: str) -> Any:
         target = [kind, name] if name else [kind]
         return json.loads(self.run("get", *target, *args, "-o", "json"))

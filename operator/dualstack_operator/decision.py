@@ -155,7 +155,7 @@ def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFami
             f"primary family {primary} cannot change in place; recreate the Service "
             f"to make {desired[0]} primary",
         )
-        target = [primary, *[f for f in desired if f != primary][:len(desired) - 1]]
+        target = [primary, *[f for f in desired if f != primary][: len(desired) - 1]]
         if primary not in desired:
             # e.g. SingleStack [IPv6] wanted, IPv4-only Service: nothing can move.
             return residual

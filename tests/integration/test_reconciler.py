@@ -1,0 +1,422 @@
+"""The operator as a real process against the real control plane.
+
+Writes are counted from the server's side, in the API server's audit log (the
+operator authenticates as its own user, ``dualstack-operator``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kube import Kubectl, service, wait_for
+from localcluster import LocalCluster
+from operator_proc import OperatorProcess
+
+pytestmark = pytest.mark.cluster
+
+StartOperator = Callable[[LocalCluster, Kubectl], OperatorProcess]
+QUIET_WINDOW_S = 4.0  # longer than the operator's coalescing plus several passes
+
+
+def dsp(name: str = "default", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "dualstack.dev/v1alpha1",
+        "kind": "DualStackPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def status_when(
+    k: Kubectl, pred: Callable[[dict[str, Any]], bool], name: str = "default", timeout: float = 60
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = k.get("dsp", name).get("status") or {}
+        return status if status and pred(status) else None
+
+    return wait_for(f"status of {name} to match", probe, timeout=timeout)
+
+
+def families(k: Kubectl, name: str) -> tuple[str | None, list[str]]:
+    spec = k.get("service", name)["spec"]
+    return spec.get("ipFamilyPolicy"), spec.get("ipFamilies", [])
+
+
+def operator_writes(cluster: LocalCluster, namespace: str) -> Counter[tuple[str, str, str]]:
+    """(resource[/subresource], name, verb) -> count of accepted operator writes."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for event in cluster.audit_events():
+        ref = event.get("objectRef") or {}
+        if event["user"]["username"] != "dualstack-operator" or ref.get("namespace") != namespace:
+            continue
+        if "dryRun" in event.get("requestURI", ""):
+            continue
+        if (event.get("responseStatus") or {}).get("code", 0) >= 300:
+            continue
+        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+        counts[(resource, ref.get("name", ""), event["verb"])] += 1
+    return counts
+
+
+def operator_attempts(cluster: LocalCluster, namespace: str, name: str) -> list[int]:
+    """Response codes of every operator write to one Service (accepted or not)."""
+    return [
+        (e.get("responseStatus") or {}).get("code", 0)
+        for e in cluster.audit_events()
+        if e["user"]["username"] == "dualstack-operator"
+        and (e.get("objectRef") or {}).get("namespace") == namespace
+        and (e.get("objectRef") or {}).get("name") == name
+        and (e.get("objectRef") or {}).get("resource") == "services"
+    ]
+
+
+def service_patches(counts: Counter[tuple[str, str, str]]) -> dict[str, int]:
+    return {name: n for (res, name, verb), n in counts.items() if res == "services"}
+
+
+def mixed_services(k: Kubectl) -> dict[str, dict[str, Any]]:
+    objs = {
+        "web": service("web", selector={"app": "web"}),
+        "api": service("api", selector={"app": "api"}, ipFamilyPolicy="PreferDualStack"),
+        "checkout": service("checkout", type="NodePort", selector={"app": "c"}),
+        "lb": service("lb", type="LoadBalancer", selector={"app": "lb"}),
+        "db": service("db", clusterIP="None", selector={"app": "db"}),
+        "peers": service("peers", clusterIP="None"),  # headless, no selector
+        "payments": service("payments", type="ExternalName", externalName="pay.example.com"),
+        "legacy": service("legacy", selector={"app": "legacy"}),
+    }
+    objs["legacy"]["metadata"]["annotations"] = {"dualstack.dev/ignore": "true"}
+    return {name: k.create(obj) for name, obj in objs.items()}
+
+
+def test_mixed_namespace_converges_with_exact_status(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    created = mixed_services(dual)
+    start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+
+    status = status_when(dual, lambda s: s.get("driftedServices") == 4)
+    assert {k: status[k] for k in ("matchedServices", "compliantServices", "excludedServices")} == {
+        "matchedServices": 6,
+        "compliantServices": 2,
+        "excludedServices": 2,
+    }
+    assert status["clusterIPFamilies"] == ["IPv4", "IPv6"]
+    assert [(d["service"], d["reason"]) for d in status["drift"]] == [
+        ("api", "PrimaryFamilyMismatch"),
+        ("checkout", "PrimaryFamilyMismatch"),
+        ("lb", "PrimaryFamilyMismatch"),
+        ("web", "PrimaryFamilyMismatch"),
+    ]
+    assert "recreate the Service to make IPv6 primary" in status["drift"][0]["message"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Compliant"]["status"] == "False"
+    assert conditions["Compliant"]["reason"] == "DriftDetected"
+    assert conditions["Compliant"]["message"] == "4 of 6 Services drifted"
+    assert all(c["observedGeneration"] == 1 for c in conditions.values())
+
+    # Fixed what can be fixed: the wrong-primary Services gained IPv6, kept their IPv4
+    # primary and their identity (never deleted and recreated); headless ones flipped.
+    for name in ("web", "api", "checkout", "lb"):
+        assert families(dual, name) == ("RequireDualStack", ["IPv4", "IPv6"])
+        assert dual.get("service", name)["metadata"]["uid"] == created[name]["metadata"]["uid"]
+    for name in ("db", "peers"):
+        assert families(dual, name) == ("RequireDualStack", ["IPv6", "IPv4"])
+    # Excluded Services were never written; no Service carries anything of the operator's.
+    for name in ("payments", "legacy"):
+        after = dual.get("service", name)["metadata"]
+        assert after["resourceVersion"] == created[name]["metadata"]["resourceVersion"]
+    for svc in dual.get("services")["items"]:
+        assert not svc["metadata"].get("finalizers")
+        annotations = svc["metadata"].get("annotations") or {}
+        assert set(annotations) <= {"dualstack.dev/ignore"}
+    patches = service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    assert patches == {n: 1 for n in ("web", "api", "checkout", "lb", "db", "peers")}
+
+    events = dual.get("events")["items"]
+    remediated = {e["involvedObject"]["name"] for e in events if e["reason"] == "Remediated"}
+    assert remediated == {"web", "api", "checkout", "lb", "db", "peers"}
+    assert any(
+        e["reason"] == "DriftDetected" and e["involvedObject"]["kind"] == "DualStackPolicy"
+        for e in events
+    )
+
+
+def test_quiet_steady_state(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    for i in range(5):
+        dual.create(service(f"s{i}", selector={"app": f"s{i}"}))
+    operator = start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    status_when(dual, lambda s: s.get("compliantServices") == 5)
+    ns = dual.namespace or ""
+    converged = operator_writes(dual_cluster, ns)
+    assert service_patches(converged) == {f"s{i}": 1 for i in range(5)}
+    status_writes = sum(n for (res, _, _), n in converged.items() if res.endswith("/status"))
+    assert status_writes <= 2, converged
+
+    # A restart re-lists everything and runs a full pass: still nothing to write.
+    operator.stop()
+    restarted = start_operator(dual_cluster, dual)
+    wait_for("the restarted operator to start", lambda: "offers" in restarted.log())
+    before = {
+        s["metadata"]["name"]: s["metadata"]["resourceVersion"]
+        for s in dual.get("services")["items"]
+    }
+    policy_rv = dual.get("dsp", "default")["metadata"]["resourceVersion"]
+    dual.run("label", "service", "s0", "touched=yes")  # an event for the operator to process
+    time.sleep(QUIET_WINDOW_S)  # an observation window for a negative property, not a sync
+    assert operator_writes(dual_cluster, ns) == converged
+    after = {
+        s["metadata"]["name"]: s["metadata"]["resourceVersion"]
+        for s in dual.get("services")["items"]
+    }
+    assert {k: v for k, v in after.items() if k != "s0"} == {
+        k: v for k, v in before.items() if k != "s0"
+    }
+    assert dual.get("dsp", "default")["metadata"]["resourceVersion"] == policy_rv
+
+
+def test_audit_reports_and_writes_nothing_until_enforced(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    created = dual.create(service("web", selector={"app": "web"}))
+    start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="PreferDualStack", mode="Audit"))
+    status = status_when(dual, lambda s: s.get("driftedServices") == 1)
+    assert status["drift"][0]["reason"] == "MissingFamily"
+    assert (
+        dual.get("service", "web")["metadata"]["resourceVersion"]
+        == (created["metadata"]["resourceVersion"])
+    )
+    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {}
+
+    dual.patch("dsp", "default", {"spec": {"mode": "Enforce"}})
+    status = status_when(dual, lambda s: s.get("compliantServices") == 1)
+    assert status["observedGeneration"] == 2
+    assert families(dual, "web") == ("PreferDualStack", ["IPv4", "IPv6"])
+    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {"web": 1}
+
+
+def test_downgrade_to_single_stack(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    dual.create(service("web", selector={"app": "web"}, ipFamilyPolicy="RequireDualStack"))
+    start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="SingleStack"))
+    status_when(dual, lambda s: s.get("compliantServices") == 1)
+    svc = dual.get("service", "web")["spec"]
+    assert (svc["ipFamilyPolicy"], svc["ipFamilies"], len(svc["clusterIPs"])) == (
+        "SingleStack",
+        ["IPv4"],
+        1,
+    )
+
+
+def test_require_dual_stack_on_a_single_stack_cluster_writes_nothing(
+    single: Kubectl, single_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    created = single.create(service("web", selector={"app": "web"}))
+    start_operator(single_cluster, single)
+    single.create(dsp(ipFamilyPolicy="RequireDualStack"))
+    status = status_when(single, lambda s: s.get("driftedServices") == 1)
+    assert status["clusterIPFamilies"] == ["IPv4"]
+    assert status["drift"][0]["reason"] == "ClusterNotDualStack"
+    policy_rv = single.get("dsp", "default")["metadata"]["resourceVersion"]
+    time.sleep(QUIET_WINDOW_S)  # observation window: no retry loop
+    assert operator_attempts(single_cluster, single.namespace or "", "web") == []
+    assert (
+        single.get("service", "web")["metadata"]["resourceVersion"]
+        == (created["metadata"]["resourceVersion"])
+    )
+    assert single.get("dsp", "default")["metadata"]["resourceVersion"] == policy_rv
+
+
+def test_prefer_dual_stack_on_a_single_stack_cluster_is_compliant(
+    single: Kubectl, single_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    single.create(service("web", selector={"app": "web"}, ipFamilyPolicy="PreferDualStack"))
+    start_operator(single_cluster, single)
+    single.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    status = status_when(single, lambda s: "compliantServices" in s)
+    assert (status["compliantServices"], status["driftedServices"]) == (1, 0)
+    assert service_patches(operator_writes(single_cluster, single.namespace or "")) == {}
+
+
+def test_killed_mid_convergence_then_restarted(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    count = 150
+    items = [service(f"s{i:03}", selector={"app": "x"}) for i in range(count)]
+    dual.run(
+        "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
+    operator = start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    ns = dual.namespace or ""
+    wait_for(
+        "the first remediations",
+        lambda: len(service_patches(operator_writes(dual_cluster, ns))) >= 5,
+        interval=0.05,
+    )
+    operator.stop(signal.SIGKILL)
+    partial = len(service_patches(operator_writes(dual_cluster, ns)))
+
+    start_operator(dual_cluster, dual)
+    status_when(dual, lambda s: s.get("compliantServices") == count, timeout=120)
+    patches = service_patches(operator_writes(dual_cluster, ns))
+    assert len(patches) == count, "none lost"
+    assert set(patches.values()) == {1}, "none written twice"
+    assert 0 < partial < count, f"killed after {partial} of {count}: not mid-convergence"
+
+
+def test_rejected_patch_is_reported_and_retried_with_backoff(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """A real rejection: a ValidatingAdmissionPolicy forbids RequireDualStack here."""
+    ns = dual.namespace or ""
+    vap = f"deny-require-{ns}"[:63]
+    admin = Kubectl(dual.binary, dual.kubeconfig)
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": vap},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.ipFamilyPolicy != 'RequireDualStack'",
+                        "message": "RequireDualStack is not allowed in this namespace",
+                    }
+                ],
+            },
+        }
+    )
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": vap},
+            "spec": {
+                "policyName": vap,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+                },
+            },
+        }
+    )
+    try:
+        dual.create(service("web", selector={"app": "web"}))
+        wait_for(  # the binding takes effect asynchronously
+            "the admission policy to deny",
+            lambda: (
+                "not allowed"
+                in dual.stderr_of(
+                    "patch",
+                    "service",
+                    "web",
+                    "--dry-run=server",
+                    "-p",
+                    '{"spec":{"ipFamilyPolicy":"RequireDualStack","ipFamilies":["IPv4","IPv6"]}}',
+                )
+            ),
+        )
+        start_operator(dual_cluster, dual)
+        dual.create(dsp(ipFamilyPolicy="RequireDualStack"))
+        status = status_when(
+            dual, lambda s: bool(s.get("drift")) and s["drift"][0]["reason"] == "PatchRejected"
+        )
+        assert "RequireDualStack is not allowed in this namespace" in status["drift"][0]["message"]
+        time.sleep(QUIET_WINDOW_S)  # observation window: backoff, not a hot loop
+        attempts = operator_attempts(dual_cluster, ns, "web")
+        assert attempts
+        assert all(code == 422 for code in attempts)
+        assert len(attempts) == 1, attempts  # the next try waits out a 10 s backoff
+        warnings = [
+            e
+            for e in dual.get("events")["items"]
+            if e["reason"] == "PatchRejected" and e["type"] == "Warning"
+        ]
+        assert len(warnings) == 1
+        assert families(dual, "web") == ("SingleStack", ["IPv4"])
+
+        # Once the obstacle is gone, the backed-off retry succeeds by itself.
+        admin.run("delete", "validatingadmissionpolicybinding", vap)
+        status_when(dual, lambda s: s.get("compliantServices") == 1, timeout=45)
+        assert families(dual, "web") == ("RequireDualStack", ["IPv4", "IPv6"])
+    finally:
+        admin.run("delete", "validatingadmissionpolicybinding", vap, "--ignore-not-found")
+        admin.run("delete", "validatingadmissionpolicy", vap, "--ignore-not-found")
+
+
+def test_deleting_a_policy_leaves_services_as_they_are(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    dual.create(service("web", selector={"app": "web"}))
+    start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack"))
+    status_when(dual, lambda s: s.get("compliantServices") == 1)
+    rv = dual.get("service", "web")["metadata"]["resourceVersion"]
+    dual.run("delete", "dsp", "default", "--timeout=30s")
+    time.sleep(QUIET_WINDOW_S)  # observation window: no rollback
+    assert dual.get("service", "web")["metadata"]["resourceVersion"] == rv
+    assert families(dual, "web") == ("RequireDualStack", ["IPv4", "IPv6"])
+
+
+def test_conflicting_policies_oldest_wins(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    dual.create(
+        {
+            **service("web", selector={"app": "web"}),
+            "metadata": {"name": "web", "labels": {"tier": "web"}},
+        }
+    )
+    dual.create(service("db", selector={"app": "db"}))
+    start_operator(dual_cluster, dual)
+    # The oldest policy wins even though its name sorts last.
+    first = dual.create(
+        dsp(
+            "z-older",
+            ipFamilyPolicy="PreferDualStack",
+            serviceSelector={"matchLabels": {"tier": "web"}},
+        )
+    )
+    born = datetime.datetime.fromisoformat(first["metadata"]["creationTimestamp"])
+    wait_for(  # creationTimestamp has one-second resolution
+        "the clock to pass the older policy's second",
+        lambda: datetime.datetime.now(datetime.UTC) >= born + datetime.timedelta(seconds=1),
+    )
+    dual.create(dsp("a-newer", ipFamilyPolicy="SingleStack"))
+
+    older = status_when(dual, lambda s: s.get("compliantServices") == 1, name="z-older")
+    assert older["matchedServices"] == 1
+    newer = status_when(dual, lambda s: s.get("driftedServices") == 1, name="a-newer")
+    assert newer["matchedServices"] == 2
+    assert [(d["service"], d["reason"]) for d in newer["drift"]] == [("web", "Conflict")]
+    assert "z-older" in newer["drift"][0]["message"]
+    assert families(dual, "web") == ("PreferDualStack", ["IPv4", "IPv6"])
+    assert families(dual, "db") == ("SingleStack", ["IPv4"])

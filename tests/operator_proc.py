@@ -1,0 +1,56 @@
+"""The operator under test, as a real process (the way users run it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from localcluster import set_pdeathsig
+
+
+class OperatorProcess:
+    """``dualstack-operator run --namespace ...`` against a kubeconfig, stopped by PID."""
+
+    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        argv = [sys.executable, "-m", "dualstack_operator", "run"]
+        for ns in self.namespaces:
+            argv += ["--namespace", ns]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+                start_new_session=True,
+                preexec_fn=set_pdeathsig,
+            )
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """Signals the operator and waits; SIGKILL if it does not exit in time."""
+        if self.proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            code = self.proc.wait(timeout=5)
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
