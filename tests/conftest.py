@@ -99,14 +99,17 @@ def ipv6first(
 
 
 @pytest.fixture
-def start_operator(tmp_path: Path) -> Iterator[Callable[[LocalCluster, Kubectl], OperatorProcess]]:
+def start_operator(
+    tmp_path: Path,
+) -> Iterator[Callable[..., OperatorProcess]]:
     """Starts the operator for a test's namespace; stops it (by PID) at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(cluster: LocalCluster, kubectl: Kubectl) -> OperatorProcess:
+    def start(cluster: LocalCluster, kubectl: Kubectl, *args: str) -> OperatorProcess:
         assert kubectl.namespace
         log = tmp_path / f"operator-{len(started)}.log"
-        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log).start()
+        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log, args)
+        proc.start()
         started.append(proc)
         return proc
 

@@ -15,7 +15,10 @@ from localcluster import set_pdeathsig
 class OperatorProcess:
     """``dualstack-operator run --namespace ...`` against a kubeconfig, stopped by PID."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path) -> None:
+    def __init__(
+        self, kubeconfig: Path, namespaces: list[str], log_path: Path, args: tuple[str, ...] = ()
+    ) -> None:
+        self.args = args
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
@@ -25,6 +28,7 @@ class OperatorProcess:
         argv = [sys.executable, "-m", "dualstack_operator", "run"]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
+        argv += self.args
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv,

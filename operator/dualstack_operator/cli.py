@@ -27,6 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, metavar="N")
     run.add_argument("--admission", action="store_true", help="serve the mutating webhook")
+    run.add_argument(
+        "--cluster-recheck-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="how often to re-detect the cluster's IP families (default: 60)",
+    )
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return parser
@@ -60,14 +67,15 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
-def run(namespaces: list[str]) -> int:
+def run(namespaces: list[str], cluster_recheck_seconds: float) -> int:
     """Runs until SIGINT/SIGTERM; kopf stops watching and our worker is cancelled."""
     import kopf
 
     from dualstack_operator import handlers
     from dualstack_operator.kubeapi import KubeAPI
 
-    memo = kopf.Memo(runtime=handlers.Runtime(api=KubeAPI()))
+    runtime = handlers.Runtime(api=KubeAPI(), cluster_recheck_seconds=cluster_recheck_seconds)
+    memo = kopf.Memo(runtime=runtime)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -81,5 +89,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         _logging(args.log_format, args.verbose)
-        return run(args.namespace)
+        return run(args.namespace, args.cluster_recheck_seconds)
     return 2

@@ -44,6 +44,7 @@ class Runtime:
     """Operator state shared by the handlers and the worker (kopf's memo)."""
 
     api: KubeAPI
+    cluster_recheck_seconds: float = CLUSTER_RECHECK_SECONDS
     services: kopf.Index[str, ServiceView] | None = None
     policies: kopf.Index[str, PolicyView] | None = None
     cluster: list[IPFamily] = field(default_factory=list)
@@ -51,10 +52,12 @@ class Runtime:
     dirty: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     indexed: asyncio.Event = field(default_factory=asyncio.Event)
-    # Services patched at this resourceVersion: the index has not caught up yet.
+    # Services we patched, by the resourceVersion we patched *from*: while the index
+    # still shows that version, our write has not reached it and must not be repeated.
     inflight: dict[tuple[str, str], str] = field(default_factory=dict)
     rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
+    last_full_pass: float = field(default_factory=time.monotonic)
 
     def mark(self, namespace: str) -> None:
         self.dirty.add(namespace)
@@ -128,7 +131,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 async def refresh_cluster(runtime: Runtime, force: bool = False) -> None:
     """ServiceCIDR API first; a server-side dry-run probe where it is missing."""
-    if not force and time.monotonic() - runtime.cluster_checked < CLUSTER_RECHECK_SECONDS:
+    if not force and time.monotonic() - runtime.cluster_checked < runtime.cluster_recheck_seconds:
         return
     families = await runtime.api.service_cidr_families()
     if not families:
@@ -144,17 +147,20 @@ async def refresh_cluster(runtime: Runtime, force: bool = False) -> None:
 async def worker(runtime: Runtime) -> None:
     await runtime.indexed.wait()
     while True:
+        timeout = min(RESYNC_SECONDS, runtime.cluster_recheck_seconds)
         try:
-            await asyncio.wait_for(runtime.wake.wait(), timeout=RESYNC_SECONDS)
+            await asyncio.wait_for(runtime.wake.wait(), timeout=timeout)
         except TimeoutError:
-            for namespace in list(runtime.policies or {}):
-                runtime.mark(namespace)
+            if time.monotonic() - runtime.last_full_pass >= RESYNC_SECONDS:
+                runtime.last_full_pass = time.monotonic()
+                for namespace in list(runtime.policies or {}):
+                    runtime.mark(namespace)
         await asyncio.sleep(COALESCE_SECONDS)  # let a burst of events land in one pass
         runtime.wake.clear()
         batch, runtime.dirty = runtime.dirty, set()
         try:
             await refresh_cluster(runtime)
-        except ApiError as err:
+        except Exception as err:  # a restarting API server, say: keep the last answer
             log.warning("cannot re-check the cluster's families: %s", err)
         for namespace in sorted(batch):
             try:
@@ -232,7 +238,7 @@ async def _remediate(
     key = (svc.namespace, svc.name)
     ref = _ref("Service", "v1", svc.namespace, svc.name)
     try:
-        new_rv = await runtime.api.patch_service(
+        await runtime.api.patch_service(
             svc.namespace, svc.name, decision.patch, svc.resource_version
         )
     except ApiError as err:
@@ -249,7 +255,7 @@ async def _remediate(
         if rejection is None:
             await _event(runtime, ref, "Warning", "PatchRejected", message)
         return False
-    runtime.inflight[key] = new_rv
+    runtime.inflight[key] = svc.resource_version
     runtime.rejections.pop(key, None)
     spec = decision.patch["spec"]
     message = (

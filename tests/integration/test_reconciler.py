@@ -12,17 +12,18 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kube import Kubectl, service, wait_for
-from localcluster import LocalCluster
+from localcluster import REPO, LocalCluster
 from operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
-StartOperator = Callable[[LocalCluster, Kubectl], OperatorProcess]
+StartOperator = Callable[..., OperatorProcess]
 QUIET_WINDOW_S = 4.0  # longer than the operator's coalescing plus several passes
 
 
@@ -420,3 +421,39 @@ def test_conflicting_policies_oldest_wins(
     assert "z-older" in newer["drift"][0]["message"]
     assert families(dual, "web") == ("PreferDualStack", ["IPv4", "IPv6"])
     assert families(dual, "db") == ("SingleStack", ["IPv4"])
+
+
+def test_cluster_gaining_ipv6_upgrades_services_through_the_operator(
+    tmp_path: Path, binaries: Path, start_operator: StartOperator
+) -> None:
+    """The migration story (kubernetes#101681): the server never upgrades existing
+    PreferDualStack Services by itself; the operator notices the new family and does."""
+    cluster = LocalCluster(tmp_path / "migrating", ("ipv4",), binaries)
+    cluster.start(die_with_parent=True)
+    try:
+        k = Kubectl(binaries / "kubectl", cluster.kubeconfig)
+        k.run("apply", "-f", str(REPO / "crds" / "dualstackpolicy.yaml"))
+        k.run("create", "namespace", "shop")
+        shop = k.in_namespace("shop")
+        shop.create(service("web", selector={"app": "web"}, ipFamilyPolicy="PreferDualStack"))
+        shop.create(service("plain", selector={"app": "plain"}))
+        operator = start_operator(cluster, shop, "--cluster-recheck-seconds=1")
+        shop.create(dsp(ipFamilyPolicy="PreferDualStack"))
+        status = status_when(shop, lambda s: s.get("compliantServices") == 2)
+        assert status["clusterIPFamilies"] == ["IPv4"]
+
+        cluster.reconfigure(("ipv4", "ipv6"))
+        status = status_when(
+            shop,
+            lambda s: (
+                s.get("clusterIPFamilies") == ["IPv4", "IPv6"] and s.get("compliantServices") == 2
+            ),
+        )
+        for name in ("web", "plain"):
+            assert families(shop, name) == ("PreferDualStack", ["IPv4", "IPv6"])
+        patches = service_patches(operator_writes(cluster, "shop"))
+        assert patches == {"plain": 2, "web": 1}  # plain: the policy field, then IPv6
+        assert operator.proc is not None
+        assert operator.proc.poll() is None
+    finally:
+        cluster.stop()

@@ -1,0 +1,60 @@
+"""The patches the decision logic emits, applied to the real API server: all accepted,
+and one write converges (deciding again on what the server stored patches nothing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from decision_cases import CASES, DUAL
+from dualstack_operator.decision import ServiceView, State, decide
+from kube import Kubectl, service
+
+pytestmark = pytest.mark.cluster
+
+# A PreferDualStack Service with one family cannot be created on a dual-stack cluster
+# (it arises only from a migration; test_reconciler covers that case end to end).
+UNCREATABLE = {"stale-prefer-upgraded-by-families"}
+SAMPLE = [c for c in CASES if c[3] == DUAL and c[6] is not None and c[0] not in UNCREATABLE]
+
+
+def manifest(view: ServiceView) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"app": "x"},
+        "ipFamilyPolicy": view.ip_family_policy,
+        "ipFamilies": list(view.ip_families),
+    }
+    if view.type != "ClusterIP":
+        spec["type"] = view.type
+    if view.headless:
+        spec["clusterIP"] = "None"
+    return service("svc", **spec)
+
+
+def test_sample_covers_every_patch_shape() -> None:
+    reasons = {c[5] for c in SAMPLE}
+    assert {"MissingFamily", "ExtraFamily", "PolicyMismatch", "PrimaryFamilyMismatch"} <= reasons
+    assert {c[2].type for c in SAMPLE} >= {"ClusterIP", "NodePort"}
+    assert any(c[2].headless for c in SAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("spec", "view"), [(c[1], c[2]) for c in SAMPLE], ids=[c[0] for c in SAMPLE]
+)
+def test_the_server_accepts_what_the_logic_emits(
+    dual: Kubectl, spec: Any, view: ServiceView
+) -> None:
+    created = dual.create(manifest(view))
+    stored = ServiceView.from_body(created)
+    assert stored.ip_families == view.ip_families, "the fixture built the intended shape"
+    decision = decide(spec, stored, DUAL)
+    assert decision.patch is not None
+    patch = {**decision.patch, "metadata": {"resourceVersion": stored.resource_version}}
+    after = ServiceView.from_body(dual.patch("service", "svc", patch))
+    assert after.ip_family_policy == decision.patch["spec"]["ipFamilyPolicy"]
+    if "ipFamilies" in decision.patch["spec"]:
+        assert list(after.ip_families) == decision.patch["spec"]["ipFamilies"]
+    again = decide(spec, after, DUAL)
+    assert again.patch is None
+    assert again.state == State.COMPLIANT or again.reason == "PrimaryFamilyMismatch"
