@@ -1,34 +1,61 @@
 #!/usr/bin/env bash
 # `make demo`: the whole story on a fresh machine with no cluster. Starts a local
 # dual-stack control plane (its own state dir, so a `make cluster` is left alone),
-# shows what the API server does with Service IP families, and stops everything
-# it started, by PID, on exit.
+# installs the CRD, runs the operator, applies examples/, shows the Services before
+# and after, and stops everything it started, by PID, on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 state=.local/demo
 py=.venv/bin/python
 bin="$(hack/controlplane/build.sh)"
-kubectl=("$bin/kubectl" --kubeconfig "$state/kubeconfig")
+export KUBECONFIG="$PWD/$state/kubeconfig"
+kubectl="$bin/kubectl"
+operator_pid=""
 
-cleanup() { "$py" hack/localcluster.py down --state-dir "$state" >/dev/null || true; }
+cleanup() {
+	if [[ -n "$operator_pid" ]] && kill -0 "$operator_pid" 2>/dev/null; then
+		kill -TERM "$operator_pid"
+		wait "$operator_pid" 2>/dev/null || true
+	fi
+	"$py" hack/localcluster.py down --state-dir "$state" >/dev/null || true
+}
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 families() {
-	"${kubectl[@]}" get services -n "$1" -o custom-columns='SERVICE:.metadata.name,TYPE:.spec.type,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
+	"$kubectl" get services -n shop -o custom-columns='SERVICE:.metadata.name,TYPE:.spec.type,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 }
 
-step "Starting a local dual-stack control plane (IPv4 primary)"
+step "A local dual-stack control plane (IPv4 primary), and the DualStackPolicy CRD"
 "$py" hack/localcluster.py up --state-dir "$state" --families ipv4,ipv6 | head -1
-"${kubectl[@]}" get servicecidrs
+"$kubectl" apply -f crds/dualstackpolicy.yaml
+"$kubectl" wait --for=condition=Established --timeout=60s crd/dualstackpolicies.dualstack.dev >/dev/null
 
-step "Services as the API server defaults them"
-"${kubectl[@]}" apply -f examples/services.yaml
-families shop
+step "Before: Services as the API server defaults them"
+"$kubectl" apply -f examples/services.yaml
+families
 
-step "The operator"
-echo "The DualStackPolicy reconciler has not landed yet: once it does, this demo applies"
-echo "examples/policy.yaml and shows the same Services after the operator made them match."
+step "The operator, and the namespace's policy: RequireDualStack, IPv6 first"
+.venv/bin/dualstack-operator run >"$state/operator.log" 2>&1 &
+operator_pid=$!
+echo "operator running (pid $operator_pid, log $state/operator.log)"
+cat examples/policy.yaml | grep -v '^#'
+"$kubectl" apply -f examples/policy.yaml
+"$kubectl" wait -n shop dsp/default --for=condition=Ready --timeout=60s >/dev/null
+
+step "After: kubectl get dsp"
+"$kubectl" get dsp -n shop
+families
+echo
+echo "What the operator could not fix, and why (status.drift):"
+"$kubectl" get dsp -n shop default -o jsonpath='{range .status.drift[*]}  {.service}: {.reason}: {.message}{"\n"}{end}'
+echo
+"$kubectl" get events -n shop --field-selector reason=Remediated -o custom-columns='SERVICE:.involvedObject.name,EVENT:.message'
+
+step "A Service created now is born IPv4-first (no admission webhook yet) and gains IPv6 in seconds"
+"$kubectl" create service clusterip newcomer -n shop --tcp=80
+"$kubectl" wait -n shop service/newcomer --for=jsonpath='{.spec.ipFamilyPolicy}'=RequireDualStack --timeout=30s >/dev/null
+"$kubectl" get service -n shop newcomer -o custom-columns='SERVICE:.metadata.name,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 
 step "Stopping everything the demo started"

@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NS",
         help="watch only this namespace (repeatable; default: all namespaces)",
     )
-    run.add_argument("--metrics-port", type=int, default=8080, metavar="N")
-    run.add_argument("--admission", action="store_true", help="serve the mutating webhook")
+    # --metrics-port and --admission arrive with the metrics and admission work.
     run.add_argument(
         "--cluster-recheck-seconds",
         type=float,

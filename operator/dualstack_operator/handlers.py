@@ -28,6 +28,7 @@ log = logging.getLogger("dualstack_operator")
 COALESCE_SECONDS = 0.3  # events closer than this share one pass
 RESYNC_SECONDS = 300.0  # full pass even without events (a missed event heals)
 CLUSTER_RECHECK_SECONDS = 60.0
+WRITE_CONCURRENCY = 16
 REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -57,6 +58,11 @@ class Runtime:
     inflight: dict[tuple[str, str], str] = field(default_factory=dict)
     rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
+    # Concurrent Service patches across all namespaces (the API server's own
+    # priority and fairness queues the rest).
+    write_slots: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(WRITE_CONCURRENCY)
+    )
     last_full_pass: float = field(default_factory=time.monotonic)
 
     def mark(self, namespace: str) -> None:
@@ -162,12 +168,15 @@ async def worker(runtime: Runtime) -> None:
             await refresh_cluster(runtime)
         except Exception as err:  # a restarting API server, say: keep the last answer
             log.warning("cannot re-check the cluster's families: %s", err)
-        for namespace in sorted(batch):
-            try:
-                await reconcile_namespace(runtime, namespace)
-            except Exception:
-                log.exception("reconciling namespace %s failed; retrying", namespace)
-                asyncio.get_running_loop().call_later(5.0, runtime.mark, namespace)
+        await asyncio.gather(*(_reconcile_guarded(runtime, ns) for ns in sorted(batch)))
+
+
+async def _reconcile_guarded(runtime: Runtime, namespace: str) -> None:
+    try:
+        await reconcile_namespace(runtime, namespace)
+    except Exception:
+        log.exception("reconciling namespace %s failed; retrying in 5s", namespace)
+        asyncio.get_running_loop().call_later(5.0, runtime.mark, namespace)
 
 
 def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
@@ -198,12 +207,14 @@ async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
     services = {s.name: s for s in in_ns}
     now = time.monotonic()
     for plan in plan_namespace(policies, services.values(), runtime.cluster):
-        patched = 0
+        pending = 0  # writes whose events are still to come: they bring the next pass
+        jobs: list[tuple[ServiceView, Decision, Rejection | None]] = []
         for name, decision in list(plan.decisions.items()):
             svc = services[name]
             key = (namespace, name)
             if runtime.inflight.get(key) == svc.resource_version:
-                continue  # our own write has not reached the index yet
+                pending += 1  # our own write has not reached the index yet
+                continue
             runtime.inflight.pop(key, None)
             rejection = runtime.rejections.get(key)
             if rejection and rejection.resource_version != svc.resource_version:
@@ -216,14 +227,20 @@ async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
                     State.DRIFTED, DriftReason.PATCH_REJECTED, rejection.message
                 )
                 continue
-            if await _remediate(runtime, plan.policy, svc, decision, rejection):
-                patched += 1
+            jobs.append((svc, decision, rejection))
+        results = await asyncio.gather(
+            *(_remediate(runtime, plan.policy, svc, d, r) for svc, d, r in jobs)
+        )
+        for (svc, _, _), accepted in zip(jobs, results, strict=True):
+            key = (namespace, svc.name)
+            if accepted:
+                pending += 1
             elif key in runtime.rejections:
-                plan.decisions[name] = Decision(
+                plan.decisions[svc.name] = Decision(
                     State.DRIFTED, DriftReason.PATCH_REJECTED, runtime.rejections[key].message
                 )
-        if patched:
-            continue  # the patched Services' events bring the next pass and the status
+        if pending:
+            continue  # one status write once the dust settles, not one per pass
         await _write_status(runtime, plan.policy, build_status(plan, runtime.cluster))
 
 
@@ -238,9 +255,10 @@ async def _remediate(
     key = (svc.namespace, svc.name)
     ref = _ref("Service", "v1", svc.namespace, svc.name)
     try:
-        await runtime.api.patch_service(
-            svc.namespace, svc.name, decision.patch, svc.resource_version
-        )
+        async with runtime.write_slots:
+            await runtime.api.patch_service(
+                svc.namespace, svc.name, decision.patch, svc.resource_version
+            )
     except ApiError as err:
         if err.status in (404, 409):
             return False  # deleted or changed meanwhile: its event brings a new pass

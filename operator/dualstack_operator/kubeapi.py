@@ -67,7 +67,9 @@ class KubeAPI:
             config.load_incluster_config()
         except config.ConfigException:
             await config.load_kube_config()
-        self._client = client.ApiClient()
+        configuration = client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = 32  # room for concurrent patches
+        self._client = client.ApiClient(configuration)
 
     async def close(self) -> None:
         if self._client is not None:
