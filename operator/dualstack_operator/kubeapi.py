@@ -58,16 +58,19 @@ def _families(cidrs: list[str]) -> list[IPFamily]:
 
 
 class KubeAPI:
-    def __init__(self) -> None:
+    def __init__(self, kubeconfig: str | None = None) -> None:
         self._client: client.ApiClient | None = None
+        self._kubeconfig = kubeconfig
 
     async def connect(self) -> None:
-        """In-cluster ServiceAccount first, else the current kubeconfig (as kopf does)."""
+        """In-cluster ServiceAccount first, else the kubeconfig (as kopf does)."""
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            await config.load_kube_config()
-        configuration = client.Configuration.get_default_copy()
+            await config.load_kube_config(
+                config_file=self._kubeconfig, client_configuration=configuration
+            )
         configuration.connection_pool_maxsize = 32  # room for concurrent patches
         self._client = client.ApiClient(configuration)
 

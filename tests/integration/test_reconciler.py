@@ -143,6 +143,10 @@ def test_mixed_namespace_converges_with_exact_status(
         assert set(annotations) <= {"dualstack.dev/ignore"}
     patches = service_patches(operator_writes(dual_cluster, dual.namespace or ""))
     assert patches == {n: 1 for n in ("web", "api", "checkout", "lb", "db", "peers")}
+    # Kopf keeps no state on the policy either (no change handlers anywhere).
+    meta = dual.get("dsp", "default")["metadata"]
+    assert not meta.get("finalizers")
+    assert not [a for a in meta.get("annotations") or {} if "kopf" in a or "dualstack" in a]
 
     events = dual.get("events")["items"]
     remediated = {e["involvedObject"]["name"] for e in events if e["reason"] == "Remediated"}
