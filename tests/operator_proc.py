@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from localcluster import set_pdeathsig
+from localcluster import free_port, set_pdeathsig
 
 
 class OperatorProcess:
@@ -18,7 +18,14 @@ class OperatorProcess:
     def __init__(
         self, kubeconfig: Path, namespaces: list[str], log_path: Path, args: tuple[str, ...] = ()
     ) -> None:
-        self.args = args
+        self.metrics_port = free_port()
+        self.liveness_port = free_port()
+        self.args = (
+            f"--metrics-port={self.metrics_port}",
+            "--metrics-address=127.0.0.1",
+            f"--liveness-port={self.liveness_port}",
+            *args,
+        )
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path

@@ -25,7 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NS",
         help="watch only this namespace (repeatable; default: all namespaces)",
     )
-    # --metrics-port and --admission arrive with the metrics and admission work.
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, metavar="N", help="0 disables (default: 8080)"
+    )
+    run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
+    run.add_argument(
+        "--liveness-port",
+        type=int,
+        default=8081,
+        metavar="N",
+        help="kopf's liveness probe at /healthz; 0 disables (default: 8081)",
+    )
+    # --admission arrives with the admission webhook work.
     run.add_argument(
         "--cluster-recheck-seconds",
         type=float,
@@ -66,20 +77,30 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
-def run(namespaces: list[str], cluster_recheck_seconds: float) -> int:
+def run(args: argparse.Namespace) -> int:
     """Runs until SIGINT/SIGTERM; kopf stops watching and our worker is cancelled."""
     import kopf
 
     from dualstack_operator import handlers
     from dualstack_operator.kubeapi import KubeAPI
 
-    runtime = handlers.Runtime(api=KubeAPI(), cluster_recheck_seconds=cluster_recheck_seconds)
-    memo = kopf.Memo(runtime=runtime)
+    runtime = handlers.Runtime(
+        api=KubeAPI(),
+        cluster_recheck_seconds=args.cluster_recheck_seconds,
+        metrics_address=args.metrics_address,
+        metrics_port=args.metrics_port,
+    )
+    liveness = (
+        f"http://{args.metrics_address}:{args.liveness_port}/healthz"
+        if args.liveness_port
+        else None
+    )
     kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        memo=memo,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        memo=kopf.Memo(runtime=runtime),
         standalone=True,
+        liveness_endpoint=liveness,
     )
     return 0
 
@@ -88,5 +109,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         _logging(args.log_format, args.verbose)
-        return run(args.namespace, args.cluster_recheck_seconds)
+        return run(args)
     return 2

@@ -12,16 +12,27 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dualstack_operator import models
 from dualstack_operator.decision import Decision, ServiceView, State
 from dualstack_operator.kubeapi import ApiError, KubeAPI
+from dualstack_operator.metrics import Metrics
 from dualstack_operator.models import DriftReason, IPFamily
-from dualstack_operator.plan import PolicyView, build_status, plan_namespace, status_differs
+from dualstack_operator.plan import (
+    PolicyPlan,
+    PolicyView,
+    Summary,
+    build_status,
+    plan_namespace,
+    status_differs,
+)
 
 log = logging.getLogger("dualstack_operator")
 
@@ -47,7 +58,7 @@ class Runtime:
     api: KubeAPI
     cluster_recheck_seconds: float = CLUSTER_RECHECK_SECONDS
     services: kopf.Index[str, ServiceView] | None = None
-    policies: kopf.Index[str, PolicyView] | None = None
+    policies_index: kopf.Index[str, PolicyView] | None = None
     cluster: list[IPFamily] = field(default_factory=list)
     cluster_checked: float = 0.0
     dirty: set[str] = field(default_factory=set)
@@ -58,6 +69,12 @@ class Runtime:
     inflight: dict[tuple[str, str], str] = field(default_factory=dict)
     rejections: dict[tuple[str, str], Rejection] = field(default_factory=dict)
     worker: asyncio.Task[None] | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    metrics_port: int = 0  # 0: no metrics endpoint
+    metrics_server: web.AppRunner | None = None
+    # What the last settled pass concluded per policy: the numbers of its status.
+    summaries: dict[tuple[str, str], Summary] = field(default_factory=dict)
     # Concurrent Service patches across all namespaces (the API server's own
     # priority and fairness queues the rest).
     write_slots: asyncio.Semaphore = field(
@@ -68,6 +85,18 @@ class Runtime:
     def mark(self, namespace: str) -> None:
         self.dirty.add(namespace)
         self.wake.set()
+
+    # The metrics collector's view (metrics.State).
+    def policies(self) -> Iterator[PolicyView]:
+        index = self.policies_index
+        for namespace in list(index or {}):
+            yield from list(index[namespace]) if index else []
+
+    def summary(self, namespace: str, name: str) -> Summary | None:
+        return self.summaries.get((namespace, name))
+
+    def cluster_families(self) -> list[IPFamily]:
+        return list(self.cluster)
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -116,9 +145,14 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     configure(settings)
     runtime: Runtime = memo["runtime"]
     # The indexes are live views, handed to every handler; the worker keeps them.
-    runtime.services, runtime.policies = kwargs["services_idx"], kwargs["policies_idx"]
+    runtime.services, runtime.policies_index = kwargs["services_idx"], kwargs["policies_idx"]
     await runtime.api.connect()
     await refresh_cluster(runtime, force=True)
+    if runtime.metrics_port:
+        runtime.metrics.bind(runtime)
+        runtime.metrics_server = await serve_metrics(
+            runtime.metrics, runtime.metrics_address, runtime.metrics_port
+        )
     runtime.worker = asyncio.create_task(worker(runtime), name="dualstack reconciler")
 
 
@@ -129,7 +163,25 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime.worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runtime.worker
+    if runtime.metrics_server is not None:
+        await runtime.metrics_server.cleanup()
     await runtime.api.close()
+
+
+async def serve_metrics(metrics: Metrics, address: str, port: int) -> web.AppRunner:
+    """/metrics on the event loop, so a scrape sees one consistent moment of state."""
+
+    async def handle(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    log.info("serving metrics on http://%s:%d/metrics", address, port)
+    return runner
 
 
 # --- the worker -----------------------------------------------------------------------------
@@ -146,7 +198,7 @@ async def refresh_cluster(runtime: Runtime, force: bool = False) -> None:
     if families != runtime.cluster:
         log.info("cluster service network offers %s", [str(f) for f in families])
         runtime.cluster = families
-        for namespace in list(runtime.policies or {}):
+        for namespace in list(runtime.policies_index or {}):
             runtime.mark(namespace)
 
 
@@ -159,7 +211,7 @@ async def worker(runtime: Runtime) -> None:
         except TimeoutError:
             if time.monotonic() - runtime.last_full_pass >= RESYNC_SECONDS:
                 runtime.last_full_pass = time.monotonic()
-                for namespace in list(runtime.policies or {}):
+                for namespace in list(runtime.policies_index or {}):
                     runtime.mark(namespace)
         await asyncio.sleep(COALESCE_SECONDS)  # let a burst of events land in one pass
         runtime.wake.clear()
@@ -175,6 +227,7 @@ async def _reconcile_guarded(runtime: Runtime, namespace: str) -> None:
     try:
         await reconcile_namespace(runtime, namespace)
     except Exception:
+        runtime.metrics.error("policy")
         log.exception("reconciling namespace %s failed; retrying in 5s", namespace)
         asyncio.get_running_loop().call_later(5.0, runtime.mark, namespace)
 
@@ -194,11 +247,11 @@ async def _event(runtime: Runtime, ref: dict[str, str], type: str, reason: str, 
 
 
 async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
-    policies = (
-        list(runtime.policies[namespace])
-        if runtime.policies and namespace in runtime.policies
-        else []
-    )
+    index = runtime.policies_index
+    policies = list(index[namespace]) if index and namespace in index else []
+    names = {p.name for p in policies}
+    for key in [k for k in runtime.summaries if k[0] == namespace and k[1] not in names]:
+        del runtime.summaries[key]  # a deleted policy's numbers go with it
     if not policies:
         return  # no policy: nothing to do, and nothing is rolled back
     in_ns = (
@@ -207,41 +260,50 @@ async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
     services = {s.name: s for s in in_ns}
     now = time.monotonic()
     for plan in plan_namespace(policies, services.values(), runtime.cluster):
-        pending = 0  # writes whose events are still to come: they bring the next pass
-        jobs: list[tuple[ServiceView, Decision, Rejection | None]] = []
-        for name, decision in list(plan.decisions.items()):
-            svc = services[name]
-            key = (namespace, name)
-            if runtime.inflight.get(key) == svc.resource_version:
-                pending += 1  # our own write has not reached the index yet
-                continue
-            runtime.inflight.pop(key, None)
-            rejection = runtime.rejections.get(key)
-            if rejection and rejection.resource_version != svc.resource_version:
-                del runtime.rejections[key]  # the Service changed: judge it afresh
-                rejection = None
-            if decision.patch is None:
-                continue
-            if rejection and now < rejection.retry_at:
-                plan.decisions[name] = Decision(
-                    State.DRIFTED, DriftReason.PATCH_REJECTED, rejection.message
-                )
-                continue
-            jobs.append((svc, decision, rejection))
-        results = await asyncio.gather(
-            *(_remediate(runtime, plan.policy, svc, d, r) for svc, d, r in jobs)
-        )
-        for (svc, _, _), accepted in zip(jobs, results, strict=True):
-            key = (namespace, svc.name)
-            if accepted:
-                pending += 1
-            elif key in runtime.rejections:
-                plan.decisions[svc.name] = Decision(
-                    State.DRIFTED, DriftReason.PATCH_REJECTED, runtime.rejections[key].message
-                )
-        if pending:
-            continue  # one status write once the dust settles, not one per pass
-        await _write_status(runtime, plan.policy, build_status(plan, runtime.cluster))
+        with runtime.metrics.duration.labels("policy").time():
+            await _reconcile_policy(runtime, plan, services, now)
+
+
+async def _reconcile_policy(
+    runtime: Runtime, plan: PolicyPlan, services: dict[str, ServiceView], now: float
+) -> None:
+    namespace = plan.policy.namespace
+    pending = 0  # writes whose events are still to come: they bring the next pass
+    jobs: list[tuple[ServiceView, Decision, Rejection | None]] = []
+    for name, decision in list(plan.decisions.items()):
+        svc = services[name]
+        key = (namespace, name)
+        if runtime.inflight.get(key) == svc.resource_version:
+            pending += 1  # our own write has not reached the index yet
+            continue
+        runtime.inflight.pop(key, None)
+        rejection = runtime.rejections.get(key)
+        if rejection and rejection.resource_version != svc.resource_version:
+            del runtime.rejections[key]  # the Service changed: judge it afresh
+            rejection = None
+        if decision.patch is None:
+            continue
+        if rejection and now < rejection.retry_at:
+            plan.decisions[name] = Decision(
+                State.DRIFTED, DriftReason.PATCH_REJECTED, rejection.message
+            )
+            continue
+        jobs.append((svc, decision, rejection))
+    results = await asyncio.gather(
+        *(_remediate(runtime, plan.policy, svc, d, r) for svc, d, r in jobs)
+    )
+    for (svc, _, _), accepted in zip(jobs, results, strict=True):
+        key = (namespace, svc.name)
+        if accepted:
+            pending += 1
+        elif key in runtime.rejections:
+            plan.decisions[svc.name] = Decision(
+                State.DRIFTED, DriftReason.PATCH_REJECTED, runtime.rejections[key].message
+            )
+    if pending:
+        return  # one status write once the dust settles, not one per pass
+    runtime.summaries[(namespace, plan.policy.name)] = plan.summary()
+    await _write_status(runtime, plan.policy, build_status(plan, runtime.cluster))
 
 
 async def _remediate(
@@ -256,12 +318,15 @@ async def _remediate(
     ref = _ref("Service", "v1", svc.namespace, svc.name)
     try:
         async with runtime.write_slots:
-            await runtime.api.patch_service(
-                svc.namespace, svc.name, decision.patch, svc.resource_version
-            )
+            with runtime.metrics.duration.labels("service").time():
+                await runtime.api.patch_service(
+                    svc.namespace, svc.name, decision.patch, svc.resource_version
+                )
     except ApiError as err:
         if err.status in (404, 409):
             return False  # deleted or changed meanwhile: its event brings a new pass
+        runtime.metrics.remediated(svc.namespace, policy.name, ok=False)
+        runtime.metrics.error("service")
         attempts = (rejection.attempts + 1) if rejection else 1
         delay = REJECT_BACKOFF[min(attempts, len(REJECT_BACKOFF)) - 1]
         message = f"the API server rejected {decision.patch['spec']}: {err.message}"
@@ -275,6 +340,7 @@ async def _remediate(
         return False
     runtime.inflight[key] = svc.resource_version
     runtime.rejections.pop(key, None)
+    runtime.metrics.remediated(svc.namespace, policy.name, ok=True)
     spec = decision.patch["spec"]
     message = (
         f"policy {policy.name}: ipFamilyPolicy {svc.ip_family_policy} -> {spec['ipFamilyPolicy']}"
@@ -296,6 +362,7 @@ async def _write_status(runtime: Runtime, policy: PolicyView, status: dict[str, 
         await runtime.api.patch_policy_status(policy.namespace, policy.name, status)
     except ApiError as err:
         if err.status != 404:
+            runtime.metrics.error("policy")
             log.warning("cannot write status of %s/%s: %s", policy.namespace, policy.name, err)
         return
     old = {c.get("type"): c for c in policy.status.get("conditions") or []}

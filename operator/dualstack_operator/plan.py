@@ -7,6 +7,7 @@ policies on every pass; nothing is accumulated from events.
 from __future__ import annotations
 
 import datetime
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,27 @@ class PolicyView:
 class PolicyPlan:
     policy: PolicyView
     decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def summary(self) -> Summary:
+        """Counts by state and by drift reason (unbounded, unlike status.drift)."""
+        states = Counter(d.state for d in self.decisions.values())
+        reasons = Counter(d.reason for d in self.decisions.values() if d.reason is not None)
+        return Summary(
+            compliant=states[State.COMPLIANT],
+            drifted=states[State.DRIFTED],
+            excluded=states[State.EXCLUDED],
+            reasons={r: reasons[r] for r in DriftReason},
+        )
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a pass concluded for one policy: the numbers behind its status and metrics."""
+
+    compliant: int
+    drifted: int
+    excluded: int
+    reasons: dict[DriftReason, int]
 
 
 def plan_namespace(
@@ -136,11 +158,9 @@ def build_status(
                 ),
             ],
         }
-    counts = dict.fromkeys(State, 0)
-    for decision in plan.decisions.values():
-        counts[decision.state] += 1
+    summary = plan.summary()
     drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
-    matched = counts[State.COMPLIANT] + counts[State.DRIFTED]
+    matched = summary.compliant + summary.drifted
     drift = [
         {"service": name, "reason": str(d.reason), "message": d.message}
         for name, d in drifted[:DRIFT_LIST_LIMIT]
@@ -178,9 +198,9 @@ def build_status(
         "observedGeneration": policy.generation,
         "clusterIPFamilies": [str(f) for f in cluster],
         "matchedServices": matched,
-        "compliantServices": counts[State.COMPLIANT],
-        "driftedServices": counts[State.DRIFTED],
-        "excludedServices": counts[State.EXCLUDED],
+        "compliantServices": summary.compliant,
+        "driftedServices": summary.drifted,
+        "excludedServices": summary.excluded,
         "drift": drift,
         "conditions": [ready, compliant],
     }

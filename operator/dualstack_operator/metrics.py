@@ -1,0 +1,148 @@
+"""Prometheus metrics (the contract in product.md), computed at scrape time.
+
+Gauges come from what the last settled pass concluded per policy, the same
+numbers its status shows; a policy that left the index takes its series with it.
+Labels are bounded by namespaces x policies x reasons: never a Service name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dualstack_operator.models import DriftReason, IPFamily
+from dualstack_operator.plan import PolicyView, Summary
+
+# Service patches take milliseconds; a policy pass over thousands of Services, seconds.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class State(Protocol):
+    """What the collector reads from the operator's runtime."""
+
+    def policies(self) -> Iterable[PolicyView]: ...
+    def summary(self, namespace: str, name: str) -> Summary | None: ...
+    def cluster_families(self) -> list[IPFamily]: ...
+
+
+@dataclass
+class Metrics:
+    """The operator's registry: event-driven counters plus the scrape-time collector."""
+
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
+    remediations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        # *_created series add cardinality and no insight; the function is untyped upstream.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.duration = Histogram(
+            "dualstack_reconcile_duration_seconds",
+            "Time to reconcile a policy (one pass) or a Service (one remediation).",
+            ["kind"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        for kind in ("policy", "service"):
+            self.duration.labels(kind)  # present from the start: no "No data"
+            self.errors[kind] += 0
+
+    def bind(self, state: State) -> None:
+        self.registry.register(_Collector(self, state))
+
+    def remediated(self, namespace: str, policy: str, ok: bool) -> None:
+        self.remediations[(namespace, policy, "success" if ok else "error")] += 1
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics, state: State) -> None:
+        self.metrics = metrics
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        services = GaugeMetricFamily(
+            "dualstack_services",
+            "Services a policy governs, by state (excluded: ExternalName or opted out).",
+            labels=["namespace", "policy", "state"],
+        )
+        drift = GaugeMetricFamily(
+            "dualstack_service_drift",
+            "Drifted Services by reason.",
+            labels=["namespace", "policy", "reason"],
+        )
+        info = GaugeMetricFamily(
+            "dualstack_policy_info",
+            "A DualStackPolicy and its spec (always 1).",
+            labels=["namespace", "policy", "ip_family_policy", "ip_families", "mode"],
+        )
+        remediations = CounterMetricFamily(
+            "dualstack_remediations",
+            "Service patches attempted, by whether the API server accepted them.",
+            labels=["namespace", "policy", "result"],
+        )
+        present: set[tuple[str, str]] = set()
+        for policy in self.state.policies():
+            ns, name = policy.namespace, policy.name
+            present.add((ns, name))
+            spec = policy.spec
+            if spec is not None:
+                info.add_metric(
+                    [
+                        ns,
+                        name,
+                        str(spec.ip_family_policy),
+                        ",".join(str(f) for f in spec.ip_families or []),
+                        str(spec.mode),
+                    ],
+                    1,
+                )
+            for result in ("success", "error"):
+                remediations.add_metric(
+                    [ns, name, result], self.metrics.remediations[(ns, name, result)]
+                )
+            summary = self.state.summary(ns, name)
+            if summary is None:
+                continue  # not reconciled yet: no numbers rather than wrong ones
+            services.add_metric([ns, name, "compliant"], summary.compliant)
+            services.add_metric([ns, name, "drifted"], summary.drifted)
+            services.add_metric([ns, name, "excluded"], summary.excluded)
+            for reason in DriftReason:
+                drift.add_metric([ns, name, str(reason)], summary.reasons.get(reason, 0))
+        # Deleted policies' counters go with them.
+        for key in [k for k in self.metrics.remediations if (k[0], k[1]) not in present]:
+            del self.metrics.remediations[key]
+
+        families = GaugeMetricFamily(
+            "dualstack_cluster_ip_families",
+            "IP families the cluster's service network offers (1) or lacks (0).",
+            labels=["family"],
+        )
+        offered = self.state.cluster_families()
+        for family in IPFamily:
+            families.add_metric([str(family)], 1 if family in offered else 0)
+
+        errors = CounterMetricFamily(
+            "dualstack_reconcile_errors",
+            "Reconcile failures: a policy pass or a Service remediation that failed.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self.metrics.errors.items()):
+            errors.add_metric([kind], count)
+        yield from (services, drift, info, remediations, families, errors)
