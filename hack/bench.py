@@ -7,7 +7,8 @@ PreferDualStack policy each; measured in one run:
       server's audit log (not the operator's own bookkeeping);
   (c) the operator's peak RSS (VmHWM);
   (d) the same convergence by a bare kubernetes-asyncio client patching an
-      identical set of Services as fast as the server accepts; ratio (a)/(d).
+      identical set of Services as fast as the server accepts; ratio (a)/(d);
+  (e) /metrics at this scale: bytes, series, scrape time.
 Results go to bench-results/reconciler.json and stdout.
 """
 
@@ -21,13 +22,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config
 
-from localcluster import REPO, LocalCluster
+from localcluster import REPO, LocalCluster, free_port
 
 GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
@@ -116,6 +118,26 @@ def policy(ns: str) -> dict[str, Any]:
     }
 
 
+def measure_scrape(port: int, rounds: int = 20) -> dict[str, Any]:
+    """Size, series and median/max time of /metrics at this scale."""
+    times, body = [], b""
+    for _ in range(rounds):
+        start = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body = resp.read()
+        times.append(time.perf_counter() - start)
+    lines = body.decode().splitlines()
+    series = [line for line in lines if line and not line.startswith("#")]
+    times.sort()
+    return {
+        "scrape_bytes": len(body),
+        "scrape_series": len(series),
+        "scrape_series_dualstack": sum(1 for line in series if line.startswith("dualstack_")),
+        "scrape_ms_median": round(1000 * times[len(times) // 2], 1),
+        "scrape_ms_max": round(1000 * times[-1], 1),
+    }
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -163,11 +185,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"created {total} Services in {time.monotonic() - t:.1f}s")
 
         log = (cluster.state_dir / "operator.log").open("wb")
+        metrics_port, liveness_port = free_port(), free_port()
         operator = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "dualstack_operator",
             "run",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={metrics_port}",
+            f"--liveness-port={liveness_port}",
             env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -190,6 +216,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await wait_compliant(api, ns_op, args.per_namespace)
         operator_s = time.monotonic() - start
         rss = peak_rss_mib(operator.pid)
+        scrape = await asyncio.to_thread(measure_scrape, metrics_port)
         operator.send_signal(signal.SIGTERM)
         await asyncio.wait_for(operator.wait(), timeout=30)
         operator = None
@@ -211,6 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "writes_per_compliant_service": _dist(svc_writes, compliant),
             "status_writes_per_policy": _dist(status_writes, [f"{ns}/default" for ns in ns_op]),
             "operator_peak_rss_mib": round(rss, 1),
+            **scrape,
         }
     finally:
         if operator is not None:
