@@ -51,8 +51,9 @@ cluster-down: venv ## stop the processes `make cluster` started, by PID
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
 
-bench: venv controlplane ## reconciler benchmark at 2,000 Services (writes bench-results/)
+bench: venv controlplane ## benchmarks: reconciler at 2,000 Services, admission latency (bench-results/)
 	$(BIN)/python hack/bench.py
+	$(BIN)/python hack/bench_admission.py
 
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m dualstack_operator.crd > crds/dualstackpolicy.yaml

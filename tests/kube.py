@@ -43,6 +43,18 @@ class Kubectl:
             raise KubectlError(list(args), proc.returncode, proc.stderr)
         return proc.stdout
 
+    def run_full(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Runs a command that must succeed; returns stdout and stderr (warnings go there)."""
+        argv = [str(self.binary), f"--kubeconfig={self.kubeconfig}"]
+        if self.namespace:
+            argv.append(f"--namespace={self.namespace}")
+        proc = subprocess.run(
+            [*argv, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+        if proc.returncode != 0:
+            raise KubectlError(list(args), proc.returncode, proc.stderr)
+        return proc
+
     def fails(self, *args: str, stdin: str | None = None) -> str:
         """Runs a command that must fail; returns its stderr."""
         try:

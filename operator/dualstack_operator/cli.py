@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from dualstack_operator import __version__
 
@@ -36,7 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="kopf's liveness probe at /healthz; 0 disables (default: 8081)",
     )
-    # --admission arrives with the admission webhook work.
+    run.add_argument(
+        "--admission",
+        action="store_true",
+        help="serve the mutating webhook that makes new Services born compliant",
+    )
+    run.add_argument("--webhook-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
+    run.add_argument("--webhook-port", type=int, default=9443, metavar="N")
+    run.add_argument(
+        "--webhook-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="how the API server reaches the webhook (url mode; default: 127.0.0.1)",
+    )
+    run.add_argument(
+        "--webhook-service",
+        metavar="NS/NAME[:PORT]",
+        help="in a cluster: reach the webhook through this Service instead of a URL",
+    )
+    run.add_argument(
+        "--webhook-cert-dir",
+        type=Path,
+        metavar="DIR",
+        help="tls.crt, tls.key (and ca.crt) from a Secret; default: a self-signed pair",
+    )
     run.add_argument(
         "--cluster-recheck-seconds",
         type=float,
@@ -95,6 +119,22 @@ def run(args: argparse.Namespace) -> int:
         if args.liveness_port
         else None
     )
+    if args.admission:
+        from dualstack_operator import webhook  # registers the mutating handler
+
+        options = webhook.WebhookOptions(
+            address=args.webhook_address,
+            port=args.webhook_port,
+            host=args.webhook_host,
+            service=args.webhook_service,
+            cert_dir=args.webhook_cert_dir,
+            namespaces=tuple(args.namespace),
+        )
+
+        async def start_webhook(settings: kopf.OperatorSettings, rt: handlers.Runtime) -> None:
+            await webhook.start(settings, rt, options)
+
+        runtime.startup_hooks.append(start_webhook)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,10 @@ class Runtime:
     metrics_address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
     metrics_port: int = 0  # 0: no metrics endpoint
     metrics_server: web.AppRunner | None = None
+    # Extra startup steps (the admission webhook), run once the API is connected.
+    startup_hooks: list[Callable[[kopf.OperatorSettings, Runtime], Awaitable[None]]] = field(
+        default_factory=list
+    )
     # What the last settled pass concluded per policy: the numbers of its status.
     summaries: dict[tuple[str, str], Summary] = field(default_factory=dict)
     # Concurrent Service patches across all namespaces (the API server's own
@@ -148,6 +152,8 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     runtime.services, runtime.policies_index = kwargs["services_idx"], kwargs["policies_idx"]
     await runtime.api.connect()
     await refresh_cluster(runtime, force=True)
+    for hook in runtime.startup_hooks:
+        await hook(settings, runtime)
     if runtime.metrics_port:
         runtime.metrics.bind(runtime)
         runtime.metrics_server = await serve_metrics(

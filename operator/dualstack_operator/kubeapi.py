@@ -6,6 +6,7 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - servicecidrs.networking.k8s.io: get  (service_cidr_families)
 - dualstackpolicies/status: patch      (patch_policy_status)
 - events: create                       (post_event)
+- mutatingwebhookconfigurations: get, create, update  (only with --admission)
 Watching Services and policies (list, watch) is kopf's.
 """
 
@@ -172,6 +173,36 @@ class KubeAPI:
         try:
             await client.CoreV1Api(self.api).create_namespaced_event(
                 involved["namespace"], cast(Any, event)
+            )
+        except ApiException as exc:
+            raise _error(exc) from exc
+
+    async def read_webhook_configuration(self, name: str) -> dict[str, Any] | None:
+        try:
+            obj = await client.AdmissionregistrationV1Api(
+                self.api
+            ).read_mutating_webhook_configuration(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error(exc) from exc
+        found: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return found
+
+    async def apply_webhook_configuration(
+        self, body: dict[str, Any], existing: dict[str, Any] | None
+    ) -> None:
+        """Creates the configuration, or replaces ours (keeping others' metadata)."""
+        api = client.AdmissionregistrationV1Api(self.api)
+        try:
+            if existing is None:
+                await api.create_mutating_webhook_configuration(cast(Any, body))
+                return
+            meta = dict(existing.get("metadata") or {})
+            meta["labels"] = {**(meta.get("labels") or {}), **body["metadata"]["labels"]}
+            replacement = {**body, "metadata": meta}
+            await api.replace_mutating_webhook_configuration(
+                body["metadata"]["name"], cast(Any, replacement)
             )
         except ApiException as exc:
             raise _error(exc) from exc

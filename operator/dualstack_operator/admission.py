@@ -1,0 +1,208 @@
+"""Services born compliant: the mutating webhook's pure part and its configuration.
+
+On CREATE the API server has not defaulted the IP-family fields yet (admission
+runs first), so the webhook fills them from the same decision the reconciler
+uses, asking for exactly what the policy wants; the server then allocates the
+primary ClusterIP from the right family, the one thing that cannot change later.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from dualstack_operator.decision import ServiceView, State
+from dualstack_operator.models import GROUP, IGNORE_ANNOTATION, IPFamily, Mode
+from dualstack_operator.plan import PolicyView, plan_namespace
+
+WEBHOOK_ID = "services-ip-families"
+CONFIGURATION_NAME = "dualstack-operator"
+TIMEOUT_SECONDS = 3  # the API server waits at most this long, then ignores us
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+CA_INJECTION_ANNOTATION = "cert-manager.io/inject-ca-from"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """What the webhook does to one new Service: fields to set and/or a warning."""
+
+    spec: dict[str, Any] | None = None
+    warning: str | None = None
+
+
+def mutation(
+    policies: Iterable[PolicyView], body: dict[str, Any], cluster: Sequence[IPFamily]
+) -> Mutation:
+    """The fields a new Service needs to be born compliant (pure; shared decision)."""
+    policies = list(policies)
+    if not policies:
+        return Mutation()  # the fast path: no policy in this namespace
+    # Nothing is allocated yet on CREATE, so the primary can still be chosen: decide
+    # as for a headless Service, whose families may change.
+    svc = replace(ServiceView.from_body(body), headless=True)
+    plans = plan_namespace(policies, [svc], cluster)
+    for plan in plans:
+        decision = plan.decisions.get(svc.name)
+        if decision is None or decision.reason == "Conflict":
+            continue
+        spec = plan.policy.spec
+        if spec is None or decision.state != State.DRIFTED:
+            return Mutation()
+        wanted = _wanted(decision.patch, spec.mode, svc, policies, cluster)
+        if spec.mode == Mode.AUDIT:
+            if wanted is None:
+                return Mutation()
+            return Mutation(
+                warning=f"DualStackPolicy {plan.policy.name} (Audit) would set "
+                f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
+                f"ipFamilies={','.join(wanted.get('ipFamilies', []))}; nothing was changed"
+            )
+        return Mutation(spec=wanted)
+    return Mutation()
+
+
+def _wanted(
+    patch: dict[str, Any] | None,
+    mode: Mode,
+    svc: ServiceView,
+    policies: list[PolicyView],
+    cluster: Sequence[IPFamily],
+) -> dict[str, Any] | None:
+    """The patch the policy would make, also in Audit (computed as if enforcing)."""
+    if mode == Mode.ENFORCE:
+        return None if patch is None else dict(patch["spec"])
+    enforcing = [
+        PolicyView(**{**p.__dict__, "spec": p.spec.model_copy(update={"mode": Mode.ENFORCE})})
+        for p in policies
+        if p.spec is not None
+    ]
+    for plan in plan_namespace(enforcing, [svc], cluster):
+        decision = plan.decisions.get(svc.name)
+        if decision is not None and decision.patch is not None:
+            return dict(decision.patch["spec"])
+    return None
+
+
+def webhook_configuration(
+    client_config: dict[str, Any], namespaces: Sequence[str], own_namespace: str | None
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration, as narrow and as harmless as it can be.
+
+    failurePolicy Ignore and a short timeout: the operator being down, slow or
+    wrong never blocks Service creation. Only CREATE of Services, only the watched
+    namespaces (or all but the system ones), never ExternalName or opted-out ones.
+    """
+    if namespaces:
+        ns_selector: dict[str, Any] = {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(namespaces)}
+            ]
+        }
+    else:
+        skip = [*SYSTEM_NAMESPACES, *([own_namespace] if own_namespace else [])]
+        ns_selector = {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": skip}
+            ]
+        }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": CONFIGURATION_NAME,
+            "labels": {"app.kubernetes.io/name": "dualstack-operator"},
+        },
+        "webhooks": [
+            {
+                "name": f"services.{GROUP}",
+                "clientConfig": client_config,
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["services"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": ns_selector,
+                "matchConditions": [
+                    {
+                        "name": "not-external-name",
+                        "expression": "!has(object.spec.type)"
+                        " || object.spec.type != 'ExternalName'",
+                    },
+                    {
+                        "name": "not-opted-out",
+                        "expression": "!has(object.metadata.annotations) || "
+                        f"!('{IGNORE_ANNOTATION}' in object.metadata.annotations) || "
+                        f"object.metadata.annotations['{IGNORE_ANNOTATION}'] != 'true'",
+                    },
+                ],
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": TIMEOUT_SECONDS,
+                "admissionReviewVersions": ["v1"],
+                "matchPolicy": "Equivalent",
+                "reinvocationPolicy": "Never",
+            }
+        ],
+    }
+
+
+def self_signed(directory: Path, hosts: Sequence[str]) -> tuple[Path, Path, bytes]:
+    """A throwaway CA and serving certificate for local runs; returns cert, key, CA PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dualstack-operator webhook CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path, ca.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,110 @@
+"""Kopf wiring of the admission webhook (imported only with ``run --admission``).
+
+Kopf serves the webhook; the operator manages the MutatingWebhookConfiguration
+itself, because kopf's managed one allows a 30 s timeout and every namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+
+from dualstack_operator.admission import (
+    CA_INJECTION_ANNOTATION,
+    WEBHOOK_ID,
+    mutation,
+    self_signed,
+    webhook_configuration,
+)
+from dualstack_operator.handlers import Runtime
+
+log = logging.getLogger("dualstack_operator.webhook")
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    address: str  # where the server listens
+    port: int
+    host: str  # how the API server reaches it (url mode)
+    service: str | None  # "namespace/name[:port]": in-cluster (service mode)
+    cert_dir: Path | None  # tls.crt, tls.key and ca.crt from a Secret; None: self-signed
+    namespaces: tuple[str, ...]
+
+
+@kopf.on.mutate(
+    "",
+    "v1",
+    "services",
+    id=WEBHOOK_ID,
+    operations=["CREATE"],
+    side_effects=False,
+    ignore_failures=True,
+)
+def born_compliant(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    warnings: list[str],
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    index = runtime.policies_index
+    policies = list(index[namespace]) if index and namespace and namespace in index else []
+    result = mutation(policies, dict(body), runtime.cluster)
+    if result.warning:
+        warnings.append(result.warning)
+    if result.spec:
+        for key, value in result.spec.items():
+            patch.spec[key] = value
+
+
+async def start(settings: kopf.OperatorSettings, runtime: Runtime, options: WebhookOptions) -> None:
+    """Serve the webhook and point the API server at it."""
+    if options.cert_dir is not None:
+        cert, key = options.cert_dir / "tls.crt", options.cert_dir / "tls.key"
+        ca_path = options.cert_dir / "ca.crt"
+        ca = ca_path.read_bytes() if ca_path.exists() else cert.read_bytes()
+    else:
+        hosts = [options.host] if options.host else ["127.0.0.1"]
+        if options.service:
+            ns, name = options.service.split(":")[0].split("/")
+            hosts += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+        cert, key, ca = self_signed(Path(tempfile.mkdtemp(prefix="dualstack-webhook-")), hosts)
+    settings.admission.server = kopf.WebhookServer(
+        addr=options.address, port=options.port, certfile=str(cert), pkeyfile=str(key)
+    )
+    if options.service:
+        ref, _, port = options.service.partition(":")
+        ns, name = ref.split("/")
+        client_config: dict[str, Any] = {
+            "service": {
+                "namespace": ns,
+                "name": name,
+                "path": f"/{WEBHOOK_ID}",
+                "port": int(port or 443),
+            }
+        }
+    else:
+        client_config = {"url": f"https://{options.host}:{options.port}/{WEBHOOK_ID}"}
+    body = webhook_configuration(client_config, options.namespaces, None)
+    existing = await runtime.api.read_webhook_configuration(body["metadata"]["name"])
+    annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
+    injected = bool(annotations.get(CA_INJECTION_ANNOTATION))
+    for hook in body["webhooks"]:
+        if injected:
+            # cert-manager's CA injector owns caBundle: keep what it wrote.
+            old = {h["name"]: h for h in (existing or {}).get("webhooks", [])}
+            bundle = old.get(hook["name"], {}).get("clientConfig", {}).get("caBundle")
+            if bundle:
+                hook["clientConfig"]["caBundle"] = bundle
+        else:
+            hook["clientConfig"]["caBundle"] = base64.b64encode(ca).decode()
+    await runtime.api.apply_webhook_configuration(body, existing)
+    log.info("admission webhook: %s", client_config)
