@@ -37,9 +37,10 @@ step "Before: Services as the API server defaults them"
 families
 
 step "The operator, and the namespace's policy: RequireDualStack, IPv6 first"
-read -r metrics_port liveness_port < <("$py" -c 'import sys; sys.path.insert(0, "hack"); from localcluster import free_port; print(free_port(), free_port())')
+read -r metrics_port liveness_port webhook_port < <("$py" -c 'import sys; sys.path.insert(0, "hack"); from localcluster import free_port; print(free_port(), free_port(), free_port())')
 .venv/bin/dualstack-operator run --metrics-address 127.0.0.1 --metrics-port "$metrics_port" \
-	--liveness-port "$liveness_port" >"$state/operator.log" 2>&1 &
+	--liveness-port "$liveness_port" --admission --webhook-address 127.0.0.1 \
+	--webhook-port "$webhook_port" >"$state/operator.log" 2>&1 &
 operator_pid=$!
 echo "operator running (pid $operator_pid, log $state/operator.log)"
 cat examples/policy.yaml | grep -v '^#'
@@ -55,13 +56,12 @@ echo "What the operator could not fix, and why (status.drift):"
 echo
 "$kubectl" get events -n shop --field-selector reason=Remediated -o custom-columns='SERVICE:.involvedObject.name,EVENT:.message'
 
-step "A Service created now is born IPv4-first (no admission webhook yet) and gains IPv6 in seconds"
+step "A Service created now is born IPv6-first: the admission webhook (--admission) shapes it"
 "$kubectl" create service clusterip newcomer -n shop --tcp=80
-"$kubectl" wait -n shop service/newcomer --for=jsonpath='{.spec.ipFamilyPolicy}'=RequireDualStack --timeout=30s >/dev/null
 "$kubectl" get service -n shop newcomer -o custom-columns='SERVICE:.metadata.name,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 
 step "Prometheus metrics (http://127.0.0.1:$metrics_port/metrics)"
-"$kubectl" wait -n shop dsp/default --for=jsonpath='{.status.driftedServices}'=4 --timeout=30s >/dev/null
+"$kubectl" wait -n shop dsp/default --for=jsonpath='{.status.compliantServices}'=2 --timeout=30s >/dev/null
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^dualstack_(services|service_drift|cluster_ip_families|policy_info|remediations_total)\{' | grep -v ' 0.0$'
 
 step "Stopping everything the demo started"

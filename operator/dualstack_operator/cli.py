@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=8081,
         metavar="N",
         help="kopf's liveness probe at /healthz; 0 disables (default: 8081)",
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="run as one of several replicas: kopf peering keeps one active (default: standalone)",
+    )
+    run.add_argument(
+        "--priority",
+        type=int,
+        metavar="N",
+        help="peering priority, highest active (default: derived from $POD_NAME or the hostname)",
     )
     run.add_argument(
         "--admission",
@@ -101,6 +115,12 @@ class _JSONFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+def default_priority() -> int:
+    """Distinct per replica without coordination: a stable hash of the pod's name."""
+    name = os.environ.get("POD_NAME") or socket.gethostname()
+    return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % 1_000_000
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs until SIGINT/SIGTERM; kopf stops watching and our worker is cancelled."""
     import kopf
@@ -109,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     from dualstack_operator.kubeapi import KubeAPI
 
     runtime = handlers.Runtime(
+        peering=args.peering,
+        namespaces=tuple(args.namespace),
         api=KubeAPI(),
         cluster_recheck_seconds=args.cluster_recheck_seconds,
         metrics_address=args.metrics_address,
@@ -139,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         memo=kopf.Memo(runtime=runtime),
-        standalone=True,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority if args.priority is not None else default_priority(),
         liveness_endpoint=liveness,
     )
     return 0

@@ -73,6 +73,9 @@ class Runtime:
     metrics_address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
     metrics_port: int = 0  # 0: no metrics endpoint
     metrics_server: web.AppRunner | None = None
+    # Kopf peering: the object replicas meet in (None: standalone, one replica).
+    peering: str | None = None
+    namespaces: tuple[str, ...] = ()
     # Extra startup steps (the admission webhook), run once the API is connected.
     startup_hooks: list[Callable[[kopf.OperatorSettings, Runtime], Awaitable[None]]] = field(
         default_factory=list
@@ -113,7 +116,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # our own Events, on our own terms
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.peering.standalone = True
 
 
 # --- indexes and events ---------------------------------------------------------------------
@@ -151,6 +153,8 @@ async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: An
     # The indexes are live views, handed to every handler; the worker keeps them.
     runtime.services, runtime.policies_index = kwargs["services_idx"], kwargs["policies_idx"]
     await runtime.api.connect()
+    if runtime.peering:
+        await runtime.api.ensure_peering(runtime.peering, runtime.namespaces)
     await refresh_cluster(runtime, force=True)
     for hook in runtime.startup_hooks:
         await hook(settings, runtime)

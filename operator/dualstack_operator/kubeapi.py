@@ -7,6 +7,8 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - dualstackpolicies/status: patch      (patch_policy_status)
 - events: create                       (post_event)
 - mutatingwebhookconfigurations: get, create, update  (only with --admission)
+- clusterkopfpeerings / kopfpeerings: create  (ensure_peering; kopf needs get, list,
+  watch, patch on them for peering itself)
 Watching Services and policies (list, watch) is kopf's.
 """
 
@@ -206,3 +208,24 @@ class KubeAPI:
             )
         except ApiException as exc:
             raise _error(exc) from exc
+
+    async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
+        """Creates kopf's peering object if missing (cluster-wide, or per namespace)."""
+        custom = client.CustomObjectsApi(self.api)
+        body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+        try:
+            if not namespaces:
+                await custom.create_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
+                )
+            for ns in namespaces:
+                try:
+                    await custom.create_namespaced_custom_object(
+                        "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                    )
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+        except ApiException as exc:
+            if exc.status != 409:  # already there: the usual case
+                raise _error(exc) from exc

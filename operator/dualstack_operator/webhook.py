@@ -93,7 +93,8 @@ async def start(settings: kopf.OperatorSettings, runtime: Runtime, options: Webh
         }
     else:
         client_config = {"url": f"https://{options.host}:{options.port}/{WEBHOOK_ID}"}
-    body = webhook_configuration(client_config, options.namespaces, None)
+    own = options.service.split("/")[0] if options.service else None
+    body = webhook_configuration(client_config, options.namespaces, own)
     existing = await runtime.api.read_webhook_configuration(body["metadata"]["name"])
     annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     injected = bool(annotations.get(CA_INJECTION_ANNOTATION))
