@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 from dualstack_operator import __version__
 
@@ -50,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="peering priority, highest active (default: derived from $POD_NAME or the hostname)",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="S",
+        help="a silent peer counts as gone after S seconds: the takeover time (default: 60)",
     )
     run.add_argument(
         "--admission",
@@ -128,8 +136,13 @@ def run(args: argparse.Namespace) -> int:
     from dualstack_operator import handlers
     from dualstack_operator.kubeapi import KubeAPI
 
+    priority = args.priority if args.priority is not None else default_priority()
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
     runtime = handlers.Runtime(
         peering=args.peering,
+        identity=identity,
+        priority=priority,
+        peering_lifetime=args.peering_lifetime,
         namespaces=tuple(args.namespace),
         api=KubeAPI(),
         cluster_recheck_seconds=args.cluster_recheck_seconds,
@@ -163,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(runtime=runtime),
         standalone=args.peering is None,
         peering_name=args.peering,
-        priority=args.priority if args.priority is not None else default_priority(),
+        priority=priority,
+        identity=cast(Any, identity),  # kopf's Identity is a NewType of str, not exported
         liveness_endpoint=liveness,
     )
     return 0

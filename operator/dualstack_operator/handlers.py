@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -75,7 +76,12 @@ class Runtime:
     metrics_server: web.AppRunner | None = None
     # Kopf peering: the object replicas meet in (None: standalone, one replica).
     peering: str | None = None
+    identity: str = ""
+    priority: int = 0
+    peering_lifetime: int = 60
     namespaces: tuple[str, ...] = ()
+    active_checked: float = 0.0
+    active: bool = True
     # Extra startup steps (the admission webhook), run once the API is connected.
     startup_hooks: list[Callable[[kopf.OperatorSettings, Runtime], Awaitable[None]]] = field(
         default_factory=list
@@ -106,7 +112,7 @@ class Runtime:
         return list(self.cluster)
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
     """Kopf's own storage under our prefix, quiet posting, sane watch timeouts."""
     settings.persistence.finalizer = f"{models.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
@@ -116,6 +122,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False  # our own Events, on our own terms
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.peering.lifetime = runtime.peering_lifetime
 
 
 # --- indexes and events ---------------------------------------------------------------------
@@ -148,8 +155,8 @@ def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.startup()
 async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
-    configure(settings)
     runtime: Runtime = memo["runtime"]
+    configure(settings, runtime)
     # The indexes are live views, handed to every handler; the worker keeps them.
     runtime.services, runtime.policies_index = kwargs["services_idx"], kwargs["policies_idx"]
     await runtime.api.connect()
@@ -212,6 +219,43 @@ async def refresh_cluster(runtime: Runtime, force: bool = False) -> None:
             runtime.mark(namespace)
 
 
+async def is_active(runtime: Runtime) -> bool:
+    """Whether this replica may write: kopf's peering rule, read from the same object.
+
+    Kopf pauses its watches while a live peer has a higher (or equal) priority; our
+    worker runs beside kopf, so it applies the same rule before every pass.
+    """
+    if not runtime.peering:
+        return True
+    if time.monotonic() - runtime.active_checked < 1.0:
+        return runtime.active
+    try:
+        peers = await runtime.api.read_peers(runtime.peering, runtime.namespaces)
+    except Exception as err:
+        log.warning(
+            "cannot read the peering object: %s; staying %s",
+            err,
+            "active" if runtime.active else "paused",
+        )
+        return runtime.active
+    now = datetime.datetime.now(datetime.UTC)
+    rivals = [
+        p
+        for ident, p in peers.items()
+        if ident != runtime.identity
+        and p["priority"] >= runtime.priority
+        and p["lastseen"] + datetime.timedelta(seconds=p["lifetime"]) > now
+    ]
+    active = not rivals
+    if active != runtime.active:
+        log.info("peering: this replica is now %s", "active" if active else "standby")
+        if active:
+            for namespace in list(runtime.policies_index or {}):
+                runtime.mark(namespace)
+    runtime.active, runtime.active_checked = active, time.monotonic()
+    return active
+
+
 async def worker(runtime: Runtime) -> None:
     await runtime.indexed.wait()
     while True:
@@ -226,6 +270,9 @@ async def worker(runtime: Runtime) -> None:
         await asyncio.sleep(COALESCE_SECONDS)  # let a burst of events land in one pass
         runtime.wake.clear()
         batch, runtime.dirty = runtime.dirty, set()
+        if not await is_active(runtime):
+            runtime.dirty |= batch  # a standby replica: kopf's peering pauses us
+            continue
         try:
             await refresh_cluster(runtime)
         except Exception as err:  # a restarting API server, say: keep the last answer

@@ -7,8 +7,8 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - dualstackpolicies/status: patch      (patch_policy_status)
 - events: create                       (post_event)
 - mutatingwebhookconfigurations: get, create, update  (only with --admission)
-- clusterkopfpeerings / kopfpeerings: create  (ensure_peering; kopf needs get, list,
-  watch, patch on them for peering itself)
+- clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
+  needs list, watch, patch on them for peering itself)
 Watching Services and policies (list, watch) is kopf's.
 """
 
@@ -229,3 +229,31 @@ class KubeAPI:
         except ApiException as exc:
             if exc.status != 409:  # already there: the usual case
                 raise _error(exc) from exc
+
+    async def read_peers(self, name: str, namespaces: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+        """Kopf's peer records: identity -> priority, lifetime (s), lastseen (datetime)."""
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            if namespaces:
+                obj = await custom.get_namespaced_custom_object(
+                    "kopf.dev", "v1", namespaces[0], "kopfpeerings", name
+                )
+            else:
+                obj = await custom.get_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", name
+                )
+        except ApiException as exc:
+            raise _error(exc) from exc
+        peers: dict[str, dict[str, Any]] = {}
+        for ident, info in ((obj or {}).get("status") or {}).items():
+            if not isinstance(info, dict):
+                continue
+            seen = datetime.datetime.fromisoformat(str(info.get("lastseen")))
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=datetime.UTC)
+            peers[ident] = {
+                "priority": int(info.get("priority", 0)),
+                "lifetime": float(info.get("lifetime", 60)),
+                "lastseen": seen,
+            }
+        return peers

@@ -1,0 +1,271 @@
+"""The manifests, on the real control plane: install, least privilege, HA, Pod Security."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kube import Kubectl, service, wait_for
+from localcluster import REPO, LocalCluster, free_port
+from operator_proc import OperatorProcess
+from test_reconciler import dsp, status_when
+
+pytestmark = pytest.mark.cluster
+
+MANIFESTS = REPO / "manifests"
+SA = "system:serviceaccount:dualstack-system:dualstack-operator"
+StartOperator = Callable[..., OperatorProcess]
+
+
+@pytest.fixture(scope="module")
+def installed(dual_cluster: LocalCluster, binaries: Path) -> Kubectl:
+    """`kubectl apply -k manifests/`: a server-side dry-run first, then for real."""
+    admin = Kubectl(binaries / "kubectl", dual_cluster.kubeconfig)
+    # Namespaced objects cannot be dry-run before their namespace exists (a kubectl
+    # limitation): everything else must pass, and only those may fail, with NotFound.
+    dry = subprocess.run(
+        [
+            str(admin.binary),
+            f"--kubeconfig={admin.kubeconfig}",
+            "apply",
+            "-k",
+            str(MANIFESTS),
+            "--dry-run=server",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    errors = [line for line in dry.stderr.splitlines() if line.strip()]
+    assert all('namespaces "dualstack-system" not found' in e for e in errors), dry.stderr
+    assert (
+        "clusterrole.rbac.authorization.k8s.io/dualstack-operator created (server dry run)"
+        in dry.stdout
+    )
+    admin.run("apply", "-f", str(MANIFESTS / "base" / "namespace.yaml"))
+    out = admin.run("apply", "-k", str(MANIFESTS), "--dry-run=server")
+    assert "deployment.apps/dualstack-operator created (server dry run)" in out
+    admin.run("apply", "-k", str(MANIFESTS))
+    admin.run(
+        "wait",
+        "--for=condition=Established",
+        "crd/clusterkopfpeerings.kopf.dev",
+        "crd/kopfpeerings.kopf.dev",
+        "--timeout=60s",
+    )
+    return admin
+
+
+def sa_kubeconfig(admin: Kubectl, cluster: LocalCluster, path: Path) -> Path:
+    """A kubeconfig holding a token minted for the manifests' ServiceAccount (TokenRequest)."""
+    token = admin.run(
+        "create", "token", "dualstack-operator", "-n", "dualstack-system", "--duration=1h"
+    ).strip()
+    ca = (cluster.state_dir / "pki" / "ca.crt").read_bytes()
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": cluster.server,
+                            "certificate-authority-data": base64.b64encode(ca).decode(),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "sa"}}],
+                "current-context": "local",
+            }
+        )
+    )
+    return path
+
+
+def test_restricted_pod_security_admits_the_deployment_and_rejects_violations(
+    installed: Kubectl,
+) -> None:
+    ns = installed.in_namespace("dualstack-system")
+    # The ReplicaSet's pods exist only if PodSecurity admission (restricted) let them in;
+    # they stay Pending: this control plane has no nodes.
+    pods = wait_for(
+        "the Deployment's two pods",
+        lambda: (lambda items: items if len(items) == 2 else None)(
+            ns.get("pods", "", "-l", "app.kubernetes.io/name=dualstack-operator")["items"]
+        ),
+    )
+    assert {p["status"]["phase"] for p in pods} == {"Pending"}
+    err = ns.fails("run", "bad", "--image=example.invalid/bad", "--privileged")
+    assert 'violates PodSecurity "restricted:latest"' in err
+    labels = installed.get("namespace", "dualstack-system")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource"),
+    [
+        ("get", "secrets"),
+        ("list", "secrets"),
+        ("delete", "services"),
+        ("update", "services"),
+        ("create", "pods"),
+        ("delete", "dualstackpolicies.dualstack.dev"),
+        ("update", "clusterroles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+        ("impersonate", "serviceaccounts"),
+        ("patch", "deployments.apps"),
+        ("delete", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+        ("*", "services"),
+        ("*", "*"),
+    ],
+)
+def test_least_privilege_denies(installed: Kubectl, verb: str, resource: str) -> None:
+    out = subprocess.run(
+        [
+            str(installed.binary),
+            f"--kubeconfig={installed.kubeconfig}",
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            f"--as={SA}",
+            "--all-namespaces",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.stdout.strip() == "no", (verb, resource, out.stdout, out.stderr)
+
+
+def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
+    for verb, resource in [
+        ("patch", "services"),
+        ("watch", "services"),
+        ("patch", "dualstackpolicies.dualstack.dev --subresource=status"),
+        ("get", "servicecidrs.networking.k8s.io"),
+        ("create", "events"),
+        ("patch", "clusterkopfpeerings.kopf.dev"),
+        ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ]:
+        args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}", "--all-namespaces"]
+        assert installed.run(*args).strip() == "yes", (verb, resource)
+    rules = installed.get("clusterrole", "dualstack-operator")["rules"]
+    assert not [r for r in rules if "*" in r["verbs"] or "*" in r["resources"]]
+
+
+def test_operator_runs_as_its_service_account(
+    installed: Kubectl, dual_cluster: LocalCluster, dual: Kubectl, tmp_path: Path
+) -> None:
+    """Sufficient: reconcile, status, events, peering and the webhook, all as the SA."""
+    kubeconfig = sa_kubeconfig(installed, dual_cluster, tmp_path / "sa.kubeconfig")
+    dual.create(service("web", selector={"app": "web"}))
+    operator = OperatorProcess(
+        kubeconfig,
+        [dual.namespace or ""],
+        tmp_path / "op.log",
+        (
+            "--peering=dualstack-operator",
+            "--admission",
+            "--webhook-address=127.0.0.1",
+            f"--webhook-port={free_port()}",
+        ),
+    ).start()
+    try:
+        dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+        status = status_when(dual, lambda s: s.get("driftedServices") == 1)
+        assert status["drift"][0]["reason"] == "PrimaryFamilyMismatch"
+        assert dual.get("service", "web")["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+        reasons = {e["reason"] for e in dual.get("events")["items"]}
+        assert {"Remediated", "DriftDetected"} <= reasons
+        peering = dual.get("kopfpeerings.kopf.dev", "dualstack-operator")
+        assert peering.get("status"), "kopf keeps its peer record as the SA"
+        wait_for(
+            "a Service born IPv6-first through the webhook",
+            lambda: (
+                dual.create(service(f"n{time.monotonic_ns() % 10**6}", selector={"app": "n"}))[
+                    "spec"
+                ]["ipFamilies"]
+                == ["IPv6", "IPv4"]
+            ),
+        )
+        log = operator.log()
+        assert "403" not in log, log[-2000:]
+        assert "orbidden" not in log, log[-2000:]
+    finally:
+        operator.stop()
+
+
+def test_ha_one_active_replica_and_takeover(
+    installed: Kubectl, dual_cluster: LocalCluster, dual: Kubectl, tmp_path: Path
+) -> None:
+    ns = dual.namespace or ""
+    common = ("--peering=ha", "--peering-lifetime=5")
+    high = OperatorProcess(
+        dual_cluster.operator_kubeconfig, [ns], tmp_path / "high.log", (*common, "--priority=200")
+    ).start()
+    low = OperatorProcess(
+        dual_cluster.operator_kubeconfig, [ns], tmp_path / "low.log", (*common, "--priority=100")
+    ).start()
+    try:
+        for i in range(5):
+            dual.create(service(f"s{i}", selector={"app": "x"}))
+        dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
+        status_when(dual, lambda s: s.get("compliantServices") == 5)
+        assert high.log().count("remediated") == 5
+        assert "remediated" not in low.log(), "the standby never writes"
+        peers = dual.get("kopfpeerings.kopf.dev", "ha").get("status") or {}
+        assert sorted(p["priority"] for p in peers.values()) == [100, 200], "both peered"
+
+        high.stop(signal.SIGKILL)
+        killed = time.monotonic()
+        dual.create(service("after", selector={"app": "x"}))
+        wait_for(
+            "the standby to take over and converge",
+            lambda: dual.get("service", "after")["spec"]["ipFamilies"] == ["IPv4", "IPv6"],
+            timeout=60,
+        )
+        takeover = time.monotonic() - killed
+        print(f"\ntakeover after SIGKILL with --peering-lifetime=5: {takeover:.1f}s")
+        assert "s/after remediated" in low.log() or "/after remediated" in low.log()
+    finally:
+        high.stop()
+        low.stop()
+
+
+def test_deployment_shape_for_ha(binaries: Path) -> None:
+    import yaml
+
+    out = subprocess.run(
+        [str(binaries / "kubectl"), "kustomize", str(MANIFESTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+    deploy = docs[("Deployment", "dualstack-operator")]["spec"]
+    assert deploy["replicas"] == 2
+    assert deploy["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pod = deploy["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--peering=dualstack-operator" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    assert docs[("PodDisruptionBudget", "dualstack-operator")]["spec"]["minAvailable"] == 1
