@@ -108,3 +108,50 @@ def service(name: str, **spec: Any) -> dict[str, Any]:
     if spec.get("type") == "ExternalName":
         spec.pop("ports")
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str:
+    """A real API-server rejection for the operator's patches: a ValidatingAdmissionPolicy
+    refusing Service updates to RequireDualStack in one namespace. Returns its name."""
+    name = f"deny-require-{namespace}"[:63]
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.ipFamilyPolicy != 'RequireDualStack'",
+                        "message": message,
+                    }
+                ],
+            },
+        }
+    )
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    return name

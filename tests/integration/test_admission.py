@@ -50,6 +50,17 @@ def _port(operator: OperatorProcess) -> str:
     return next(a.split("=", 1)[1] for a in operator.args if a.startswith("--webhook-port="))
 
 
+def wait_until_webhook_shapes(k: Kubectl) -> None:
+    """The webhook sees a new policy a moment after it exists: probe until it acts."""
+    wait_for(
+        "the webhook to shape new Services",
+        lambda: (
+            born(k, f"probe-{int(time.monotonic() * 1000) % 100000}")["spec"]["ipFamilies"]
+            == ["IPv6", "IPv4"]
+        ),
+    )
+
+
 def born(k: Kubectl, name: str, **spec: Any) -> dict[str, Any]:
     """Creates a Service the way a chart would (no family fields), returns what was stored."""
     return dict(k.create(service(name, selector={"app": name}, **spec)))
@@ -90,13 +101,7 @@ def test_reconciler_and_webhook_agree(
     start_with_webhook(start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
-    wait_for(
-        "the webhook to shape new Services",
-        lambda: (
-            born(dual, f"probe-{int(time.monotonic() * 1000) % 100000}")["spec"]["ipFamilies"]
-            == ["IPv6", "IPv4"]
-        ),
-    )
+    wait_until_webhook_shapes(dual)
     for i in range(5):
         born(dual, f"svc{i}")
         born(dual, f"hl{i}", clusterIP="None")
@@ -146,13 +151,7 @@ def test_opted_out_and_external_name_pass_through(
     start_with_webhook(start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
-    wait_for(
-        "the webhook to shape new Services",
-        lambda: (
-            born(dual, f"probe-{int(time.monotonic() * 1000) % 100000}")["spec"]["ipFamilies"]
-            == ["IPv6", "IPv4"]
-        ),
-    )
+    wait_until_webhook_shapes(dual)
     opted = service("legacy", selector={"app": "l"})
     opted["metadata"]["annotations"] = {"dualstack.dev/ignore": "true"}
     assert dual.create(opted)["spec"]["ipFamilies"] == ["IPv4"]

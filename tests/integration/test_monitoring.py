@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube import Kubectl, service, wait_for
+from kube import Kubectl, deny_require_dual_stack, service, wait_for
 from localcluster import REPO, LocalCluster, free_port, set_pdeathsig
 from operator_proc import OperatorProcess
 
@@ -97,50 +97,6 @@ def dsp(**spec: Any) -> dict[str, Any]:
     }
 
 
-def _deny_require_dual_stack(admin: Kubectl, namespace: str) -> None:
-    name = f"deny-require-{namespace}"
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["services"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.ipFamilyPolicy != 'RequireDualStack'",
-                        "message": "RequireDualStack is not allowed here",
-                    }
-                ],
-            },
-        }
-    )
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def scenario(
     dual_cluster: LocalCluster,
@@ -154,7 +110,7 @@ def scenario(
     rejected = _namespace(dual_cluster, binaries, "mon-rejected")
     single = _namespace(single_cluster, binaries, "mon-single")
     admin = Kubectl(binaries / "kubectl", dual_cluster.kubeconfig)
-    _deny_require_dual_stack(admin, "mon-rejected")
+    deny_require_dual_stack(admin, "mon-rejected", "RequireDualStack is not allowed here")
 
     for name in ("web", "api", "checkout"):
         dual.create(service(name, selector={"app": name}))

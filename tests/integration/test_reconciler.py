@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kube import Kubectl, service, wait_for
+from kube import Kubectl, deny_require_dual_stack, service, wait_for
 from localcluster import REPO, LocalCluster
 from operator_proc import OperatorProcess
 
@@ -306,48 +306,8 @@ def test_rejected_patch_is_reported_and_retried_with_backoff(
 ) -> None:
     """A real rejection: a ValidatingAdmissionPolicy forbids RequireDualStack here."""
     ns = dual.namespace or ""
-    vap = f"deny-require-{ns}"[:63]
     admin = Kubectl(dual.binary, dual.kubeconfig)
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": vap},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["services"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.ipFamilyPolicy != 'RequireDualStack'",
-                        "message": "RequireDualStack is not allowed in this namespace",
-                    }
-                ],
-            },
-        }
-    )
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": vap},
-            "spec": {
-                "policyName": vap,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
-                },
-            },
-        }
-    )
+    vap = deny_require_dual_stack(admin, ns, "RequireDualStack is not allowed in this namespace")
     try:
         dual.create(service("web", selector={"app": "web"}))
         wait_for(  # the binding takes effect asynchronously
