@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from localcluster import free_port, set_pdeathsig
@@ -62,6 +63,19 @@ class OperatorProcess:
             code = self.proc.wait(timeout=5)
         self.proc = None
         return code
+
+    def policy_passes(self) -> int:
+        """Policy reconcile passes completed so far (from the operator's own /metrics)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return -1  # not serving yet
+        for line in text.splitlines():
+            if line.startswith('dualstack_reconcile_duration_seconds_count{kind="policy"}'):
+                return int(float(line.split()[-1]))
+        return -1
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -307,10 +307,16 @@ async def reconcile_namespace(runtime: Runtime, namespace: str) -> None:
     index = runtime.policies_index
     policies = list(index[namespace]) if index and namespace in index else []
     names = {p.name for p in policies}
-    for key in [k for k in runtime.summaries if k[0] == namespace and k[1] not in names]:
+    gone = [k for k in runtime.summaries if k[0] == namespace and k[1] not in names]
+    for key in gone:
         del runtime.summaries[key]  # a deleted policy's numbers go with it
     if not policies:
-        return  # no policy: nothing to do, and nothing is rolled back
+        if gone:
+            log.info(
+                "namespace %s has no DualStackPolicy any more; its Services are left as they are",
+                namespace,
+            )
+        return  # nothing is rolled back
     in_ns = (
         runtime.services[namespace] if runtime.services and namespace in runtime.services else []
     )

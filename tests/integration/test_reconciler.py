@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import signal
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,18 @@ from operator_proc import OperatorProcess
 pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
-QUIET_WINDOW_S = 4.0  # longer than the operator's coalescing plus several passes
+
+
+def after_next_pass(operator: OperatorProcess, trigger: Callable[[], object]) -> int:
+    """Fires ``trigger`` (an event for the operator) and waits until a policy pass has
+    run after it; returns the pass count. Negative properties ("nothing was written")
+    are asserted after a pass that had the chance to write, never after a sleep."""
+    before = wait_for("the operator's metrics", lambda: operator.policy_passes() + 1) - 1
+    trigger()
+    return wait_for(
+        "a reconcile pass after the trigger",
+        lambda: (lambda n: n if n > before else None)(operator.policy_passes()),
+    )
 
 
 def dsp(name: str = "default", **spec: Any) -> dict[str, Any]:
@@ -174,14 +184,14 @@ def test_quiet_steady_state(
     # A restart re-lists everything and runs a full pass: still nothing to write.
     operator.stop()
     restarted = start_operator(dual_cluster, dual)
-    wait_for("the restarted operator to start", lambda: "offers" in restarted.log())
+    wait_for("the restarted operator's first pass", lambda: restarted.policy_passes() >= 1)
     before = {
         s["metadata"]["name"]: s["metadata"]["resourceVersion"]
         for s in dual.get("services")["items"]
     }
     policy_rv = dual.get("dsp", "default")["metadata"]["resourceVersion"]
-    dual.run("label", "service", "s0", "touched=yes")  # an event for the operator to process
-    time.sleep(QUIET_WINDOW_S)  # an observation window for a negative property, not a sync
+    # An event for the operator to process; the pass it triggers must write nothing.
+    after_next_pass(restarted, lambda: dual.run("label", "service", "s0", "touched=yes"))
     assert operator_writes(dual_cluster, ns) == converged
     after = {
         s["metadata"]["name"]: s["metadata"]["resourceVersion"]
@@ -233,18 +243,18 @@ def test_require_dual_stack_on_a_single_stack_cluster_writes_nothing(
     single: Kubectl, single_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
     created = single.create(service("web", selector={"app": "web"}))
-    start_operator(single_cluster, single)
+    operator = start_operator(single_cluster, single)
     single.create(dsp(ipFamilyPolicy="RequireDualStack"))
     status = status_when(single, lambda s: s.get("driftedServices") == 1)
     assert status["clusterIPFamilies"] == ["IPv4"]
     assert status["drift"][0]["reason"] == "ClusterNotDualStack"
     policy_rv = single.get("dsp", "default")["metadata"]["resourceVersion"]
-    time.sleep(QUIET_WINDOW_S)  # observation window: no retry loop
+    # Each event costs exactly one pass and no write: no retry loop in between.
+    first = after_next_pass(operator, lambda: single.run("label", "service", "web", "a=1"))
+    second = after_next_pass(operator, lambda: single.run("label", "service", "web", "b=1"))
+    assert second == first + 1, "passes only when something happened"
     assert operator_attempts(single_cluster, single.namespace or "", "web") == []
-    assert (
-        single.get("service", "web")["metadata"]["resourceVersion"]
-        == (created["metadata"]["resourceVersion"])
-    )
+    assert single.get("service", "web")["spec"] == created["spec"], "never written (labels aside)"
     assert single.get("dsp", "default")["metadata"]["resourceVersion"] == policy_rv
 
 
@@ -324,13 +334,17 @@ def test_rejected_patch_is_reported_and_retried_with_backoff(
                 )
             ),
         )
-        start_operator(dual_cluster, dual)
+        operator = start_operator(dual_cluster, dual)
         dual.create(dsp(ipFamilyPolicy="RequireDualStack"))
         status = status_when(
             dual, lambda s: bool(s.get("drift")) and s["drift"][0]["reason"] == "PatchRejected"
         )
         assert "RequireDualStack is not allowed in this namespace" in status["drift"][0]["message"]
-        time.sleep(QUIET_WINDOW_S)  # observation window: backoff, not a hot loop
+        # A pass inside the backoff (triggered by an unrelated Service) must not retry.
+        after_next_pass(
+            operator,
+            lambda: dual.create(service("other", type="ExternalName", externalName="x.example")),
+        )
         attempts = operator_attempts(dual_cluster, ns, "web")
         assert attempts
         assert all(code == 422 for code in attempts)
@@ -356,12 +370,14 @@ def test_deleting_a_policy_leaves_services_as_they_are(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
     dual.create(service("web", selector={"app": "web"}))
-    start_operator(dual_cluster, dual)
+    operator = start_operator(dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="RequireDualStack"))
     status_when(dual, lambda s: s.get("compliantServices") == 1)
     rv = dual.get("service", "web")["metadata"]["resourceVersion"]
     dual.run("delete", "dsp", "default", "--timeout=30s")
-    time.sleep(QUIET_WINDOW_S)  # observation window: no rollback
+    wait_for(
+        "the operator to let go of the namespace", lambda: "left as they are" in operator.log()
+    )
     assert dual.get("service", "web")["metadata"]["resourceVersion"] == rv
     assert families(dual, "web") == ("RequireDualStack", ["IPv4", "IPv6"])
 
