@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -27,11 +23,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
+from benchkit import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    cluster_with_crd,
+    policy,
+    report,
+    start_operator,
+    stop_operator,
+)
 from localcluster import REPO, LocalCluster, free_port
 
-GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
 
 
@@ -109,15 +114,6 @@ async def wait_compliant(api: client.ApiClient, namespaces: list[str], per_ns: i
         await asyncio.sleep(0.1)
 
 
-def policy(ns: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "DualStackPolicy",
-        "metadata": {"name": "default", "namespace": ns},
-        "spec": {"ipFamilyPolicy": "PreferDualStack"},
-    }
-
-
 def measure_scrape(port: int, rounds: int = 20) -> dict[str, Any]:
     """Size, series and median/max time of /metrics at this scale."""
     times, body = [], b""
@@ -165,18 +161,9 @@ def writes(cluster: LocalCluster, prefix: str) -> tuple[Counter[str], Counter[st
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    cluster = LocalCluster(REPO / ".local" / "bench", ("ipv4", "ipv6"))
-    cluster.start(die_with_parent=True)
+    cluster, api = await cluster_with_crd("bench")
     operator: asyncio.subprocess.Process | None = None
     try:
-        kubectl = str(cluster.binaries / "kubectl")
-        crd = str(REPO / "crds" / "dualstackpolicy.yaml")
-        kc = f"--kubeconfig={cluster.kubeconfig}"
-        for argv in (["apply", "-f", crd], ["wait", "--for=condition=Established", "-f", crd]):
-            await asyncio.to_thread(
-                subprocess.run, [kubectl, kc, *argv], check=True, capture_output=True
-            )
-        api = client.ApiClient(await _config(cluster.kubeconfig))
         ns_op = [f"op-{i:02}" for i in range(args.namespaces)]
         ns_bare = [f"bare-{i:02}" for i in range(args.namespaces)]
         t = time.monotonic()
@@ -184,32 +171,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         total = 2 * args.namespaces * args.per_namespace
         print(f"created {total} Services in {time.monotonic() - t:.1f}s")
 
-        log = (cluster.state_dir / "operator.log").open("wb")
         metrics_port, liveness_port = free_port(), free_port()
-        operator = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dualstack_operator",
-            "run",
+        operator = await start_operator(
+            cluster,
             "--metrics-address=127.0.0.1",
             f"--metrics-port={metrics_port}",
             f"--liveness-port={liveness_port}",
-            env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         custom = client.CustomObjectsApi(api)
         # Warm-up: one policy answered means the operator has listed everything.
         await custom.create_namespaced_custom_object(
-            GROUP, VERSION, "warmup", PLURAL, policy("warmup")
+            GROUP, VERSION, "warmup", PLURAL, policy("warmup", ipFamilyPolicy="PreferDualStack")
         )
         await wait_compliant(api, ["warmup"], args.per_namespace)
 
         start = time.monotonic()
         await asyncio.gather(
             *(
-                custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, policy(ns))
+                custom.create_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL, policy(ns, ipFamilyPolicy="PreferDualStack")
+                )
                 for ns in ns_op
             )
         )
@@ -217,8 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         operator_s = time.monotonic() - start
         rss = peak_rss_mib(operator.pid)
         scrape = await asyncio.to_thread(measure_scrape, metrics_port)
-        operator.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(operator.wait(), timeout=30)
+        await stop_operator(operator)
         operator = None
 
         bare_s = await bare_convergence(api, ns_bare, args.bare_concurrency)
@@ -241,22 +221,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             **scrape,
         }
     finally:
-        if operator is not None:
-            operator.kill()
-            await operator.wait()
+        await stop_operator(operator)
         cluster.stop()
 
 
 def _dist(counts: Counter[str], keys: list[str]) -> dict[str, float]:
     values = [counts.get(k, 0) for k in keys]
     return {"min": min(values), "max": max(values), "mean": round(sum(values) / len(values), 3)}
-
-
-async def _config(kubeconfig: Path) -> client.Configuration:
-    cfg = client.Configuration()
-    await config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    cfg.connection_pool_maxsize = 64
-    return cfg
 
 
 def main() -> int:
@@ -266,10 +237,7 @@ def main() -> int:
     parser.add_argument("--bare-concurrency", type=int, default=32)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "reconciler.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    report(asyncio.run(run(args)), args.out)
     return 0
 
 

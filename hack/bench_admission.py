@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 
-from localcluster import REPO, LocalCluster, free_port
-
-GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
+from benchkit import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    cluster_with_crd,
+    policy,
+    report,
+    start_operator,
+    stop_operator,
+)
+from localcluster import REPO, free_port
 
 
 def svc(name: str) -> dict[str, Any]:
@@ -69,46 +73,21 @@ def ms(seconds: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    cluster = LocalCluster(REPO / ".local" / "bench-admission", ("ipv4", "ipv6"))
-    cluster.start(die_with_parent=True)
+    cluster, api = await cluster_with_crd("bench-admission")
     operator: asyncio.subprocess.Process | None = None
     try:
-        kubectl, kc = str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"
-        crd = str(REPO / "crds" / "dualstackpolicy.yaml")
-        for argv in (["apply", "-f", crd], ["wait", "--for=condition=Established", "-f", crd]):
-            await asyncio.to_thread(
-                subprocess.run, [kubectl, kc, *argv], check=True, capture_output=True
-            )
-        cfg = client.Configuration()
-        await config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
-        cfg.connection_pool_maxsize = 64
-        api = client.ApiClient(cfg)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         namespaces = ["plain", "plain-conc", "hooked", "hooked-conc"]
         for ns in namespaces:
             await core.create_namespace({"metadata": {"name": ns}})
-            await custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                ns,
-                PLURAL,
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "DualStackPolicy",
-                    "metadata": {"name": "default"},
-                    "spec": {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]},
-                },
-            )
+            body = policy(ns, ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"])
+            await custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
 
         without, _ = await sequential(core, "plain", args.creations)
         without_tput, _ = await concurrent(core, "plain-conc", args.creations, args.concurrency)
 
-        log = (cluster.state_dir / "operator.log").open("wb")
-        operator = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dualstack_operator",
-            "run",
+        operator = await start_operator(
+            cluster,
             "--namespace=hooked",
             "--namespace=hooked-conc",
             "--admission",
@@ -116,10 +95,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"--webhook-port={free_port()}",
             "--metrics-port=0",
             "--liveness-port=0",
-            env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
         # Warm-up: wait until the webhook shapes new Services.
         for i in range(600):
@@ -150,9 +125,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "born_ipv6_first_concurrent": born_v6_conc,
         }
     finally:
-        if operator is not None and operator.returncode is None:
-            operator.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(operator.wait(), timeout=30)
+        await stop_operator(operator)
         cluster.stop()
 
 
@@ -162,10 +135,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "admission.json")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    report(asyncio.run(run(args)), args.out)
     return 0
 
 

@@ -555,7 +555,7 @@ class LocalCluster:
             time.sleep(0.1)
         raise ClusterError(f"{name} not ready at {url}: {last}\n{self.log_tail(name)}")
 
-    def _write_pki(self) -> Path:
+    def _write_pki(self) -> None:
         pki = self.state_dir / "pki"
         (pki / "kcm").mkdir(parents=True, exist_ok=True)
         ca, ca_cert, ca_key = _issue(None, None, _name("dualstack-local-ca"))
@@ -611,7 +611,6 @@ class LocalCluster:
             self.state_dir / "controller-manager.kubeconfig",
             _kubeconfig(self.server, ca.cert, kcm, "system:kube-controller-manager").encode(),
         )
-        return pki
 
 
 # --- command line (make cluster / make cluster-down) ----------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dualstack_operator.decision import ServiceView, State
+from dualstack_operator.decision import ServiceView, decide
 from dualstack_operator.models import GROUP, IGNORE_ANNOTATION, IPFamily, Mode
 from dualstack_operator.plan import PolicyView, plan_namespace
 
@@ -44,18 +44,18 @@ def mutation(
     # Nothing is allocated yet on CREATE, so the primary can still be chosen: decide
     # as for a headless Service, whose families may change.
     svc = replace(ServiceView.from_body(body), headless=True)
-    plans = plan_namespace(policies, [svc], cluster)
-    for plan in plans:
+    for plan in plan_namespace(policies, [svc], cluster):
         decision = plan.decisions.get(svc.name)
-        if decision is None or decision.reason == "Conflict":
+        if decision is None or decision.reason == "Conflict" or plan.policy.spec is None:
             continue
+        # The governing policy's patch as Enforce would make it: applied, or in Audit
+        # only described in a warning.
         spec = plan.policy.spec
-        if spec is None or decision.state != State.DRIFTED:
+        enforced = decide(spec.model_copy(update={"mode": Mode.ENFORCE}), svc, cluster)
+        if enforced.patch is None:
             return Mutation()
-        wanted = _wanted(decision.patch, spec.mode, svc, policies, cluster)
+        wanted = dict(enforced.patch["spec"])
         if spec.mode == Mode.AUDIT:
-            if wanted is None:
-                return Mutation()
             return Mutation(
                 warning=f"DualStackPolicy {plan.policy.name} (Audit) would set "
                 f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
@@ -63,28 +63,6 @@ def mutation(
             )
         return Mutation(spec=wanted)
     return Mutation()
-
-
-def _wanted(
-    patch: dict[str, Any] | None,
-    mode: Mode,
-    svc: ServiceView,
-    policies: list[PolicyView],
-    cluster: Sequence[IPFamily],
-) -> dict[str, Any] | None:
-    """The patch the policy would make, also in Audit (computed as if enforcing)."""
-    if mode == Mode.ENFORCE:
-        return None if patch is None else dict(patch["spec"])
-    enforcing = [
-        PolicyView(**{**p.__dict__, "spec": p.spec.model_copy(update={"mode": Mode.ENFORCE})})
-        for p in policies
-        if p.spec is not None
-    ]
-    for plan in plan_namespace(enforcing, [svc], cluster):
-        decision = plan.decisions.get(svc.name)
-        if decision is not None and decision.patch is not None:
-            return dict(decision.patch["spec"])
-    return None
 
 
 def webhook_configuration(

@@ -58,14 +58,6 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _ready_column() -> dict[str, Any]:
-    return {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-    }
-
-
 def crd() -> dict[str, Any]:
     """The CustomResourceDefinition as a dict."""
     spec_schema = openapi_schema(models.DualStackPolicySpec)
@@ -78,7 +70,11 @@ def crd() -> dict[str, Any]:
         {"name": "Matched", "type": "integer", "jsonPath": ".status.matchedServices"},
         {"name": "Compliant", "type": "integer", "jsonPath": ".status.compliantServices"},
         {"name": "Drifted", "type": "integer", "jsonPath": ".status.driftedServices"},
-        _ready_column(),
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {

@@ -123,16 +123,15 @@ class KubeAPI:
 
     async def patch_service(
         self, namespace: str, name: str, patch: dict[str, Any], resource_version: str
-    ) -> str:
-        """Merge-patches a Service, only if unchanged since we looked; returns the new rv."""
+    ) -> None:
+        """Merge-patches a Service, only if unchanged since we looked."""
         body = {**patch, "metadata": {"resourceVersion": resource_version}}
         try:
-            svc = await client.CoreV1Api(self.api).patch_namespaced_service(
+            await client.CoreV1Api(self.api).patch_namespaced_service(
                 name, namespace, body, field_manager=COMPONENT, **_MERGE
             )
         except ApiException as exc:
             raise _error(exc) from exc
-        return str(svc.metadata.resource_version)
 
     async def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:

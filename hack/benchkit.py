@@ -1,0 +1,72 @@
+"""What the benchmarks share: a local control plane with the CRD, a client, the
+operator as a process, and where the numbers go."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config
+
+from localcluster import REPO, LocalCluster
+
+GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
+
+
+async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:
+    """A fresh dual-stack control plane with the CRD established, and an admin client."""
+    cluster = LocalCluster(REPO / ".local" / name, ("ipv4", "ipv6"))
+    cluster.start(die_with_parent=True)
+    kubectl, kc = str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"
+    crd = str(REPO / "crds" / "dualstackpolicy.yaml")
+    for argv in (["apply", "-f", crd], ["wait", "--for=condition=Established", "-f", crd]):
+        await asyncio.to_thread(
+            subprocess.run, [kubectl, kc, *argv], check=True, capture_output=True
+        )
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = 64
+    return cluster, client.ApiClient(cfg)
+
+
+def policy(ns: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DualStackPolicy",
+        "metadata": {"name": "default", "namespace": ns},
+        "spec": spec,
+    }
+
+
+async def start_operator(cluster: LocalCluster, *args: str) -> asyncio.subprocess.Process:
+    """`dualstack-operator run ARGS` under its own identity, logging to the state dir."""
+    with (cluster.state_dir / "operator.log").open("wb") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dualstack_operator",
+            "run",
+            *args,
+            env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def stop_operator(operator: asyncio.subprocess.Process | None) -> None:
+    if operator is not None and operator.returncode is None:
+        operator.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(operator.wait(), timeout=30)
+
+
+def report(result: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
