@@ -51,7 +51,7 @@ cluster-down: venv ## stop the processes `make cluster` started, by PID
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
 
-bench: venv controlplane ## benchmarks: reconciler at 2,000 Services, admission latency (bench-results/)
+bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission latency (bench-results/)
 	$(BIN)/python hack/bench.py
 	$(BIN)/python hack/bench_admission.py
 

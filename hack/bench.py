@@ -1,14 +1,19 @@
 """`make bench`: the reconciler at scale on the local control plane.
 
-2,000 Services across 20 namespaces (half drifted, half compliant) get a
-PreferDualStack policy each; measured in one run:
-  (a) policy creation -> every policy reports all its Services compliant;
-  (b) operator writes per drifted and per compliant Service, from the API
-      server's audit log (not the operator's own bookkeeping);
-  (c) the operator's peak RSS (VmHWM);
-  (d) the same convergence by a bare kubernetes-asyncio client patching an
-      identical set of Services as fast as the server accepts; ratio (a)/(d);
-  (e) /metrics at this scale: bytes, series, scrape time.
+By default 10,000 governed Services in 50 namespaces (half drifted, half
+compliant; a PreferDualStack policy each) plus 10,000 more in 50 namespaces
+without a policy, which the operator watches too. Measured in one run:
+  (a) cache ready: operator start -> its first complete list of every Service;
+  (b) policy creation -> every policy reports all its Services compliant;
+  (c) the same convergence by a bare kubernetes-asyncio client (list + patch
+      as fast as the server accepts) on the other 10,000; ratio (b)/(c);
+  (d) operator writes per drifted / compliant Service and status writes per
+      policy, from the API server's audit log (not the operator's bookkeeping);
+  (e) the operator's peak RSS (VmHWM) and its CPU over 60 s with nothing drifting;
+  (f) a restart with every Service already compliant: cache ready again, the
+      first full pass (the same work as a periodic resync: its wall and CPU
+      time, from the operator's log) and the writes it made (should be none);
+  (g) /metrics at this scale: bytes, series, scrape time.
 Results go to bench-results/reconciler.json and stdout.
 """
 
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import sys
 import time
 import urllib.request
@@ -41,10 +48,14 @@ PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "I
 
 
 def services(n: int) -> list[dict[str, Any]]:
-    """Half drifted (defaulted SingleStack), half already compliant."""
+    """Half drifted (defaulted SingleStack), half already compliant.
+
+    No selectors: the IP families do not depend on them, and 20,000 EndpointSlice
+    pairs would only make the controller-manager compete for the same two cores.
+    """
     out = []
     for i in range(n):
-        spec: dict[str, Any] = {"selector": {"app": f"a{i}"}, "ports": [{"port": 80}]}
+        spec: dict[str, Any] = {"ports": [{"port": 80}]}
         name = f"d{i:03}"
         if i % 2:
             spec["ipFamilyPolicy"] = "PreferDualStack"
@@ -148,6 +159,8 @@ def writes(cluster: LocalCluster, prefix: str) -> tuple[Counter[str], Counter[st
         ref = event.get("objectRef") or {}
         if event["user"]["username"] != "dualstack-operator":
             continue
+        if event.get("verb") not in ("create", "update", "patch", "delete"):
+            continue
         if not str(ref.get("namespace", "")).startswith(prefix):
             continue
         if (event.get("responseStatus") or {}).get("code", 0) >= 300:
@@ -160,30 +173,79 @@ def writes(cluster: LocalCluster, prefix: str) -> tuple[Counter[str], Counter[st
     return services, statuses
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+async def wait_log(path: Path, pattern: str, began: float, within: float = 600) -> re.Match[str]:
+    """The first log line matching ``pattern``, polled until a deadline."""
+    regex = re.compile(pattern)
+    while time.monotonic() - began < within:
+        found = regex.search(await asyncio.to_thread(_text, path))
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no log line matching {pattern!r} in {path} after {within}s")
+
+
+async def start_measured(cluster: LocalCluster, log_name: str, *args: str) -> Operator:
+    """Starts the operator and waits until its Service cache has listed everything."""
+    log = cluster.state_dir / log_name
+    metrics_port, liveness_port = free_port(), free_port()
+    began = time.monotonic()
+    proc = await start_operator(
+        cluster,
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={metrics_port}",
+        f"--liveness-port={liveness_port}",
+        "--resync-seconds=3600",  # no periodic pass inside the measured windows
+        *args,
+        log_name=log_name,
+    )
+    ready = await wait_log(log, r"Service cache ready: (\d+) Services", began)
+    return Operator(proc, log, metrics_port, time.monotonic() - began, int(ready.group(1)))
+
+
+class Operator:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        log: Path,
+        metrics_port: int,
+        ready_s: float,
+        cached: int,
+    ) -> None:
+        self.proc, self.log, self.metrics_port = proc, log, metrics_port
+        self.ready_s, self.cached = ready_s, cached
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster, api = await cluster_with_crd("bench")
-    operator: asyncio.subprocess.Process | None = None
+    operator: Operator | None = None
     try:
+        per_ns = args.services // args.namespaces
         ns_op = [f"op-{i:02}" for i in range(args.namespaces)]
         ns_bare = [f"bare-{i:02}" for i in range(args.namespaces)]
         t = time.monotonic()
-        await populate(api, ns_op + ns_bare + ["warmup"], args.per_namespace)
-        total = 2 * args.namespaces * args.per_namespace
-        print(f"created {total} Services in {time.monotonic() - t:.1f}s")
+        await populate(api, ns_op + ns_bare + ["warmup"], per_ns)
+        total = (2 * args.namespaces + 1) * per_ns
+        print(f"created {total} Services in {time.monotonic() - t:.1f}s", flush=True)
 
-        metrics_port, liveness_port = free_port(), free_port()
-        operator = await start_operator(
-            cluster,
-            "--metrics-address=127.0.0.1",
-            f"--metrics-port={metrics_port}",
-            f"--liveness-port={liveness_port}",
-        )
+        operator = await start_measured(cluster, "operator.log")
+        first_ready_s = operator.ready_s
+        print(f"cache ready in {operator.ready_s:.1f}s ({operator.cached} Services)", flush=True)
         custom = client.CustomObjectsApi(api)
-        # Warm-up: one policy answered means the operator has listed everything.
+        # Warm-up: the first policy answered means the operator's passes have begun.
         await custom.create_namespaced_custom_object(
             GROUP, VERSION, "warmup", PLURAL, policy("warmup", ipFamilyPolicy="PreferDualStack")
         )
-        await wait_compliant(api, ["warmup"], args.per_namespace)
+        await wait_compliant(api, ["warmup"], per_ns)
 
         start = time.monotonic()
         await asyncio.gather(
@@ -194,22 +256,45 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for ns in ns_op
             )
         )
-        await wait_compliant(api, ns_op, args.per_namespace)
+        await wait_compliant(api, ns_op, per_ns)
         operator_s = time.monotonic() - start
-        rss = peak_rss_mib(operator.pid)
-        scrape = await asyncio.to_thread(measure_scrape, metrics_port)
-        await stop_operator(operator)
+        print(f"operator converged in {operator_s:.1f}s", flush=True)
+        svc_writes, status_writes = writes(cluster, "op-")
+
+        # Steady state: nothing drifts; the operator should be (nearly) idle.
+        cpu0, t0 = cpu_seconds(operator.proc.pid), time.monotonic()
+        await asyncio.sleep(args.steady_seconds)  # the measured window itself
+        steady_cpu = (cpu_seconds(operator.proc.pid) - cpu0) / (time.monotonic() - t0)
+        steady_writes = sum(writes(cluster, "op-")[0].values()) - sum(svc_writes.values())
+        rss = peak_rss_mib(operator.proc.pid)
+        scrape = await asyncio.to_thread(measure_scrape, operator.metrics_port)
+        await stop_operator(operator.proc)
+
+        # Restart over a compliant cluster: its first pass is a full pass.
+        before = sum(writes(cluster, "op-")[0].values())
+        operator = await start_measured(cluster, "operator-restart.log")
+        restart_ready_s = operator.ready_s
+        full = await wait_log(
+            operator.log,
+            r"full pass: (\d+) namespaces.*?, ([\d.]+)s \(([\d.]+)s CPU\)",
+            time.monotonic(),
+        )
+        restart_rss = peak_rss_mib(operator.proc.pid)
+        await stop_operator(operator.proc)
         operator = None
+        restart_writes = sum(writes(cluster, "op-")[0].values()) - before
 
         bare_s = await bare_convergence(api, ns_bare, args.bare_concurrency)
+        print(f"bare client converged in {bare_s:.1f}s", flush=True)
         await api.close()
 
-        svc_writes, status_writes = writes(cluster, "op-")
-        drifted = [f"{ns}/d{i:03}" for ns in ns_op for i in range(0, args.per_namespace, 2)]
-        compliant = [f"{ns}/c{i:03}" for ns in ns_op for i in range(1, args.per_namespace, 2)]
+        drifted = [f"{ns}/d{i:03}" for ns in ns_op for i in range(0, per_ns, 2)]
+        compliant = [f"{ns}/c{i:03}" for ns in ns_op for i in range(1, per_ns, 2)]
         return {
-            "services": args.namespaces * args.per_namespace,
-            "namespaces": args.namespaces,
+            "services_watched": total,
+            "services_governed": args.namespaces * per_ns,
+            "namespaces_with_policy": args.namespaces,
+            "cache_ready_s": round(first_ready_s, 2),
             "operator_convergence_s": round(operator_s, 2),
             "bare_client_convergence_s": round(bare_s, 2),
             "bare_client_concurrency": args.bare_concurrency,
@@ -218,10 +303,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "writes_per_compliant_service": _dist(svc_writes, compliant),
             "status_writes_per_policy": _dist(status_writes, [f"{ns}/default" for ns in ns_op]),
             "operator_peak_rss_mib": round(rss, 1),
+            "steady_state_cpu_percent_of_a_core": round(100 * steady_cpu, 2),
+            "steady_state_seconds": args.steady_seconds,
+            "steady_state_service_writes": steady_writes,
+            "restart_cache_ready_s": round(restart_ready_s, 2),
+            "restart_full_pass_namespaces": int(full.group(1)),
+            "restart_full_pass_s": float(full.group(2)),
+            "restart_full_pass_cpu_s": float(full.group(3)),
+            "restart_service_writes": restart_writes,
+            "restart_peak_rss_mib": round(restart_rss, 1),
             **scrape,
         }
     finally:
-        await stop_operator(operator)
+        if operator is not None:
+            await stop_operator(operator.proc)
         cluster.stop()
 
 
@@ -232,9 +327,10 @@ def _dist(counts: Counter[str], keys: list[str]) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--namespaces", type=int, default=20)
-    parser.add_argument("--per-namespace", type=int, default=100)
+    parser.add_argument("--services", type=int, default=10_000, help="governed Services")
+    parser.add_argument("--namespaces", type=int, default=50)
     parser.add_argument("--bare-concurrency", type=int, default=32)
+    parser.add_argument("--steady-seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "reconciler.json")
     args = parser.parse_args()
     report(asyncio.run(run(args)), args.out)

@@ -44,9 +44,11 @@ def policy(ns: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-async def start_operator(cluster: LocalCluster, *args: str) -> asyncio.subprocess.Process:
+async def start_operator(
+    cluster: LocalCluster, *args: str, log_name: str = "operator.log"
+) -> asyncio.subprocess.Process:
     """`dualstack-operator run ARGS` under its own identity, logging to the state dir."""
-    with (cluster.state_dir / "operator.log").open("wb") as log:
+    with (cluster.state_dir / log_name).open("wb") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kube import Kubectl
 from localcluster import REPO, Family, LocalCluster, bin_dir
-from operator_proc import OperatorProcess
+from support.kube import Kubectl
+from support.operator_proc import OperatorProcess
 
 CRD = REPO / "crds" / "dualstackpolicy.yaml"
 

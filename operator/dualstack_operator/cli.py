@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from dualstack_operator import __version__
+from dualstack_operator.settings import (
+    MetricsSettings,
+    PeeringSettings,
+    ReconcileSettings,
+    Settings,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,9 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--cluster-recheck-seconds",
         type=float,
-        default=60.0,
+        default=ReconcileSettings.cluster_recheck_seconds,
         metavar="S",
         help="how often to re-detect the cluster's IP families (default: 60)",
+    )
+    run.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=ReconcileSettings.resync_seconds,
+        metavar="S",
+        help="a full pass over every policy this often, even without events (default: 300)",
     )
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -129,26 +142,34 @@ def default_priority() -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % 1_000_000
 
 
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The operator's settings from ``run``'s arguments (defaults live in settings.py)."""
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
+    priority = args.priority if args.priority is not None else default_priority()
+    peering = (
+        PeeringSettings(args.peering, identity, priority, args.peering_lifetime)
+        if args.peering
+        else None
+    )
+    return Settings(
+        namespaces=tuple(args.namespace),
+        reconcile=ReconcileSettings(
+            resync_seconds=args.resync_seconds,
+            cluster_recheck_seconds=args.cluster_recheck_seconds,
+        ),
+        metrics=MetricsSettings(args.metrics_address, args.metrics_port),
+        peering=peering,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    """Runs until SIGINT/SIGTERM; kopf stops watching and our worker is cancelled."""
+    """Runs until SIGINT/SIGTERM; kopf stops, and the operator's own tasks with it."""
     import kopf
 
-    from dualstack_operator import handlers
-    from dualstack_operator.kubeapi import KubeAPI
+    from dualstack_operator.kopf_app import App
 
-    priority = args.priority if args.priority is not None else default_priority()
-    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
-    runtime = handlers.Runtime(
-        peering=args.peering,
-        identity=identity,
-        priority=priority,
-        peering_lifetime=args.peering_lifetime,
-        namespaces=tuple(args.namespace),
-        api=KubeAPI(),
-        cluster_recheck_seconds=args.cluster_recheck_seconds,
-        metrics_address=args.metrics_address,
-        metrics_port=args.metrics_port,
-    )
+    settings = settings_from(args)
+    app = App(settings)
     liveness = (
         f"http://{args.metrics_address}:{args.liveness_port}/healthz"
         if args.liveness_port
@@ -166,18 +187,20 @@ def run(args: argparse.Namespace) -> int:
             namespaces=tuple(args.namespace),
         )
 
-        async def start_webhook(settings: kopf.OperatorSettings, rt: handlers.Runtime) -> None:
-            await webhook.start(settings, rt, options)
+        async def start_webhook(kopf_settings: kopf.OperatorSettings, started: App) -> None:
+            await webhook.start(kopf_settings, started, options)
 
-        runtime.startup_hooks.append(start_webhook)
+        app.startup_hooks.append(start_webhook)
+    peering = settings.peering
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        memo=kopf.Memo(runtime=runtime),
-        standalone=args.peering is None,
+        memo=kopf.Memo(app=app),
+        standalone=peering is None,
         peering_name=args.peering,
-        priority=priority,
-        identity=cast(Any, identity),  # kopf's Identity is a NewType of str, not exported
+        priority=peering.priority if peering else 0,
+        # kopf's Identity is a NewType of str, not exported
+        identity=cast(Any, peering.identity if peering else None),
         liveness_endpoint=liveness,
     )
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from sys import intern
 from typing import Any
 
 from dualstack_operator.models import (
@@ -30,9 +31,13 @@ class State(StrEnum):
     EXCLUDED = "excluded"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceView:
-    """The few fields of a Service the decision needs (what the operator indexes)."""
+    """The few fields of a Service the decision needs: all the operator caches of one.
+
+    Tens of thousands are kept, so it is slotted and its repeated strings (namespace,
+    type, label keys and values, families) are interned.
+    """
 
     namespace: str
     name: str
@@ -49,16 +54,17 @@ class ServiceView:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         annotations = meta.get("annotations") or {}
+        policy = spec.get("ipFamilyPolicy")
         return cls(
-            namespace=str(meta.get("namespace", "")),
+            namespace=intern(str(meta.get("namespace", ""))),
             name=str(meta.get("name", "")),
             resource_version=str(meta.get("resourceVersion", "")),
-            labels=dict(meta.get("labels") or {}),
+            labels={intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()},
             ignored=str(annotations.get(IGNORE_ANNOTATION, "")).lower() == "true",
-            type=str(spec.get("type") or "ClusterIP"),
+            type=intern(str(spec.get("type") or "ClusterIP")),
             headless=spec.get("clusterIP") == "None",
-            ip_family_policy=spec.get("ipFamilyPolicy"),
-            ip_families=tuple(spec.get("ipFamilies") or ()),
+            ip_family_policy=intern(str(policy)) if policy else None,
+            ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
         )
 
 

@@ -9,23 +9,32 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - mutatingwebhookconfigurations: get, create, update  (only with --admission)
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
-Watching Services and policies (list, watch) is kopf's.
+- services: list, watch               (list_services, watch_services: the Service cache)
+Watching policies (list, watch) is kopf's.
+
+Every failure leaves this module as one of ``errors``' typed ``ApiError``s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dualstack_operator import models
+from dualstack_operator.cache import ServicePage, WatchEvent
+from dualstack_operator.decision import ServiceView
+from dualstack_operator.errors import ApiError, classify
 from dualstack_operator.models import IPFamily
+from dualstack_operator.peering import PeerRecord
 
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "dualstack-operator"
@@ -33,22 +42,41 @@ COMPONENT = "dualstack-operator"
 _MERGE: dict[str, Any] = {"_content_type": MERGE_PATCH}
 
 
-@dataclass(frozen=True)
-class ApiError(Exception):
-    """A refused request: the HTTP status and the API server's own message."""
-
-    status: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.status}: {self.message}"
+def _message(body: str | bytes | None, default: str) -> str:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
+        return str(json.loads(body or b"{}").get("message", default))
+    return default
 
 
 def _error(exc: ApiException) -> ApiError:
-    message = str(exc.reason)
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        message = json.loads(exc.body or b"{}").get("message", message)
-    return ApiError(int(exc.status or 0), message)
+    return classify(int(exc.status or 0), _message(exc.body, str(exc.reason)))
+
+
+# What a broken connection raises below the generated client.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+async def _raw(call: Awaitable[Any]) -> bytes:
+    """Sends a request made with ``_preload_content=False``; its body, or a typed error.
+
+    Skipping the generated client's model deserialization matters at scale: the
+    operator never needs the objects the server sends back.
+    """
+    try:
+        resp = await call
+    except ApiException as exc:
+        raise _error(exc) from exc
+    except _TRANSPORT_ERRORS as exc:
+        raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        body: bytes = await resp.read()
+    except _TRANSPORT_ERRORS as exc:
+        raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        resp.release()
+    if not 200 <= resp.status <= 299:
+        raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
+    return body
 
 
 def _families(cidrs: list[str]) -> list[IPFamily]:
@@ -86,6 +114,76 @@ class KubeAPI:
         if self._client is None:
             raise RuntimeError("KubeAPI.connect() was not awaited")
         return self._client
+
+    async def list_services(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> ServicePage:
+        """One page of Services, reduced to views at once (the raw page is dropped)."""
+        core = client.CoreV1Api(self.api)
+        kwargs: dict[str, Any] = {"limit": limit, "_preload_content": False}
+        if continue_token:
+            kwargs["_continue"] = continue_token
+        if namespace:
+            call = core.list_namespaced_service(namespace, **kwargs)
+        else:
+            call = core.list_service_for_all_namespaces(**kwargs)
+        doc = json.loads(await _raw(call))
+        meta = doc.get("metadata") or {}
+        return ServicePage(
+            items=[ServiceView.from_body(item) for item in doc.get("items") or []],
+            resource_version=str(meta.get("resourceVersion", "")),
+            continue_token=meta.get("continue") or None,
+        )
+
+    async def watch_services(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[WatchEvent]:
+        """Service events after ``resource_version`` until the server ends the watch."""
+        core = client.CoreV1Api(self.api)
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+            "_preload_content": False,
+            # The server ends the watch; this only guards against a silent connection.
+            "_request_timeout": aiohttp.ClientTimeout(
+                total=None, sock_connect=30, sock_read=timeout_seconds + 30
+            ),
+        }
+        if namespace:
+            call = core.list_namespaced_service(namespace, **kwargs)
+        else:
+            call = core.list_service_for_all_namespaces(**kwargs)
+        try:
+            resp: Any = await call  # the raw aiohttp response (_preload_content=False)
+        except ApiException as exc:
+            raise _error(exc) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
+        try:
+            if not 200 <= resp.status <= 299:
+                body = await resp.read()
+                raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
+            while True:
+                try:
+                    line = await resp.content.readline()
+                except _TRANSPORT_ERRORS as exc:
+                    raise ApiError(0, f"watch broken: {type(exc).__name__}: {exc}") from exc
+                if not line:
+                    return  # the server ended the watch (its timeout, or shutting down)
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                kind = str(event.get("type", ""))
+                if kind == "ERROR":  # e.g. 410 Gone: the version is older than the history
+                    raise classify(int(obj.get("code") or 0), str(obj.get("message", obj)))
+                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+                if kind == "BOOKMARK":
+                    yield WatchEvent(kind, version, None)
+                else:
+                    yield WatchEvent(kind, version, ServiceView.from_body(obj))
+        finally:
+            resp.release()
 
     async def service_cidr_families(self) -> list[IPFamily] | None:
         """Families of the default ServiceCIDR, or None where that API is missing."""
@@ -126,16 +224,15 @@ class KubeAPI:
     ) -> None:
         """Merge-patches a Service, only if unchanged since we looked."""
         body = {**patch, "metadata": {"resourceVersion": resource_version}}
-        try:
-            await client.CoreV1Api(self.api).patch_namespaced_service(
-                name, namespace, body, field_manager=COMPONENT, **_MERGE
+        await _raw(
+            client.CoreV1Api(self.api).patch_namespaced_service(
+                name, namespace, body, field_manager=COMPONENT, _preload_content=False, **_MERGE
             )
-        except ApiException as exc:
-            raise _error(exc) from exc
+        )
 
     async def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
-            await client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+        await _raw(
+            client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
                 models.GROUP,
                 models.VERSION,
                 namespace,
@@ -143,10 +240,10 @@ class KubeAPI:
                 name,
                 {"status": status},
                 field_manager=COMPONENT,
+                _preload_content=False,
                 **_MERGE,
             )
-        except ApiException as exc:
-            raise _error(exc) from exc
+        )
 
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
@@ -171,12 +268,11 @@ class KubeAPI:
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
         }
-        try:
-            await client.CoreV1Api(self.api).create_namespaced_event(
-                involved["namespace"], cast(Any, event)
+        await _raw(
+            client.CoreV1Api(self.api).create_namespaced_event(
+                involved["namespace"], cast(Any, event), _preload_content=False
             )
-        except ApiException as exc:
-            raise _error(exc) from exc
+        )
 
     async def read_webhook_configuration(self, name: str) -> dict[str, Any] | None:
         try:
@@ -229,8 +325,8 @@ class KubeAPI:
             if exc.status != 409:  # already there: the usual case
                 raise _error(exc) from exc
 
-    async def read_peers(self, name: str, namespaces: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-        """Kopf's peer records: identity -> priority, lifetime (s), lastseen (datetime)."""
+    async def read_peers(self, name: str, namespaces: tuple[str, ...]) -> list[PeerRecord]:
+        """Kopf's peer records in the peering object."""
         custom = client.CustomObjectsApi(self.api)
         try:
             if namespaces:
@@ -243,16 +339,19 @@ class KubeAPI:
                 )
         except ApiException as exc:
             raise _error(exc) from exc
-        peers: dict[str, dict[str, Any]] = {}
+        peers: list[PeerRecord] = []
         for ident, info in ((obj or {}).get("status") or {}).items():
             if not isinstance(info, dict):
                 continue
             seen = datetime.datetime.fromisoformat(str(info.get("lastseen")))
             if seen.tzinfo is None:
                 seen = seen.replace(tzinfo=datetime.UTC)
-            peers[ident] = {
-                "priority": int(info.get("priority", 0)),
-                "lifetime": float(info.get("lifetime", 60)),
-                "lastseen": seen,
-            }
+            peers.append(
+                PeerRecord(
+                    identity=str(ident),
+                    priority=int(info.get("priority", 0)),
+                    lifetime=float(info.get("lifetime", 60)),
+                    lastseen=seen,
+                )
+            )
         return peers

@@ -7,22 +7,28 @@ Labels are bounded by namespaces x policies x reasons: never a Service name.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from aiohttp import web
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
+    generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dualstack_operator.models import DriftReason, IPFamily
 from dualstack_operator.plan import PolicyView, Summary
+
+log = logging.getLogger("dualstack_operator.metrics")
 
 # Service patches take milliseconds; a policy pass over thousands of Services, seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -146,3 +152,19 @@ class _Collector(Collector):
         for kind, count in sorted(self.metrics.errors.items()):
             errors.add_metric([kind], count)
         yield from (services, drift, info, remediations, families, errors)
+
+
+async def serve(metrics: Metrics, address: str, port: int) -> web.AppRunner:
+    """/metrics on the event loop, so a scrape sees one consistent moment of state."""
+
+    async def handle(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    log.info("serving metrics on http://%s:%d/metrics", address, port)
+    return runner

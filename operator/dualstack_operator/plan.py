@@ -10,13 +10,16 @@ import datetime
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dualstack_operator.decision import Decision, ServiceView, State, decide, selects
 from dualstack_operator.models import (
     DRIFT_LIST_LIMIT,
+    Condition,
+    DriftEntry,
     DriftReason,
     DualStackPolicySpec,
+    DualStackPolicyStatus,
     IPFamily,
 )
 
@@ -59,6 +62,10 @@ class PolicyView:
 class PolicyPlan:
     policy: PolicyView
     decisions: dict[str, Decision] = field(default_factory=dict)
+
+    def with_overrides(self, overrides: Mapping[str, Decision]) -> PolicyPlan:
+        """A new plan with some verdicts replaced (refused writes); this one is untouched."""
+        return PolicyPlan(self.policy, {**self.decisions, **overrides})
 
     def summary(self) -> Summary:
         """Counts by state and by drift reason (unbounded, unlike status.drift)."""
@@ -113,27 +120,27 @@ def plan_namespace(
 
 def _condition(
     ctype: str,
-    status: str,
+    status: Literal["True", "False"],
     reason: str,
     message: str,
     generation: int,
     previous: Mapping[str, Any],
     now: str,
-) -> dict[str, Any]:
+) -> Condition:
     """A metav1.Condition; lastTransitionTime moves only when the status flips."""
     old = next(
         (c for c in previous.get("conditions") or [] if c.get("type") == ctype),
         None,
     )
     since = now if old is None or old.get("status") != status else old.get("lastTransitionTime")
-    return {
-        "type": ctype,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": generation,
-        "lastTransitionTime": since or now,
-    }
+    return Condition(
+        type=ctype,
+        status=status,
+        reason=reason,
+        message=message,
+        observedGeneration=generation,
+        lastTransitionTime=since or now,
+    )
 
 
 def build_status(
@@ -143,67 +150,49 @@ def build_status(
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     policy = plan.policy
     previous = policy.status
+    generation = policy.generation
     if policy.spec is None:
-        return {
-            "observedGeneration": policy.generation,
-            "conditions": [
-                _condition(
-                    "Ready",
-                    "False",
-                    "InvalidSpec",
-                    policy.spec_error,
-                    policy.generation,
-                    previous,
-                    stamp,
-                ),
-            ],
-        }
+        invalid = _condition(
+            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
+        )
+        return _dump(DualStackPolicyStatus(observedGeneration=generation, conditions=[invalid]))
     summary = plan.summary()
     drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
     matched = summary.compliant + summary.drifted
     drift = [
-        {"service": name, "reason": str(d.reason), "message": d.message}
+        DriftEntry(service=name, reason=d.reason or DriftReason.CONFLICT, message=d.message)
         for name, d in drifted[:DRIFT_LIST_LIMIT]
     ]
     if drifted:
+        message = f"{len(drifted)} of {matched} Services drifted"
         compliant = _condition(
-            "Compliant",
-            "False",
-            "DriftDetected",
-            f"{len(drifted)} of {matched} Services drifted",
-            policy.generation,
-            previous,
-            stamp,
+            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
         )
     else:
+        message = f"all {matched} Services match"
         compliant = _condition(
-            "Compliant",
-            "True",
-            "AllCompliant",
-            f"all {matched} Services match",
-            policy.generation,
-            previous,
-            stamp,
+            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
         )
     ready = _condition(
-        "Ready",
-        "True",
-        "Reconciling",
-        f"governing {matched} Services",
-        policy.generation,
-        previous,
-        stamp,
+        "Ready", "True", "Reconciling", f"governing {matched} Services", generation, previous, stamp
     )
-    return {
-        "observedGeneration": policy.generation,
-        "clusterIPFamilies": [str(f) for f in cluster],
-        "matchedServices": matched,
-        "compliantServices": summary.compliant,
-        "driftedServices": summary.drifted,
-        "excludedServices": summary.excluded,
-        "drift": drift,
-        "conditions": [ready, compliant],
-    }
+    return _dump(
+        DualStackPolicyStatus(
+            observedGeneration=generation,
+            clusterIPFamilies=list(cluster),
+            matchedServices=matched,
+            compliantServices=summary.compliant,
+            driftedServices=summary.drifted,
+            excludedServices=summary.excluded,
+            drift=drift,
+            conditions=[ready, compliant],
+        )
+    )
+
+
+def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
+    """The status as the API stores it: camelCase, no unset fields, plain strings."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:

@@ -22,7 +22,7 @@ from dualstack_operator.admission import (
     self_signed,
     webhook_configuration,
 )
-from dualstack_operator.handlers import Runtime
+from dualstack_operator.kopf_app import App
 
 log = logging.getLogger("dualstack_operator.webhook")
 
@@ -54,10 +54,11 @@ def born_compliant(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    runtime: Runtime = memo["runtime"]
-    index = runtime.policies_index
-    policies = list(index[namespace]) if index and namespace and namespace in index else []
-    result = mutation(policies, dict(body), runtime.cluster)
+    app: App = memo["app"]
+    views = app.views
+    if views is None or not namespace:
+        return  # not started yet: the API server's defaults apply (failurePolicy Ignore)
+    result = mutation(views.policies_in(namespace), dict(body), views.cluster.families)
     if result.warning:
         warnings.append(result.warning)
     if result.spec:
@@ -65,7 +66,7 @@ def born_compliant(
             patch.spec[key] = value
 
 
-async def start(settings: kopf.OperatorSettings, runtime: Runtime, options: WebhookOptions) -> None:
+async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptions) -> None:
     """Serve the webhook and point the API server at it."""
     if options.cert_dir is not None:
         cert, key = options.cert_dir / "tls.crt", options.cert_dir / "tls.key"
@@ -95,7 +96,7 @@ async def start(settings: kopf.OperatorSettings, runtime: Runtime, options: Webh
         client_config = {"url": f"https://{options.host}:{options.port}/{WEBHOOK_ID}"}
     own = options.service.split("/")[0] if options.service else None
     body = webhook_configuration(client_config, options.namespaces, own)
-    existing = await runtime.api.read_webhook_configuration(body["metadata"]["name"])
+    existing = await app.api.read_webhook_configuration(body["metadata"]["name"])
     annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     injected = bool(annotations.get(CA_INJECTION_ANNOTATION))
     for hook in body["webhooks"]:
@@ -107,5 +108,5 @@ async def start(settings: kopf.OperatorSettings, runtime: Runtime, options: Webh
                 hook["clientConfig"]["caBundle"] = bundle
         else:
             hook["clientConfig"]["caBundle"] = base64.b64encode(ca).decode()
-    await runtime.api.apply_webhook_configuration(body, existing)
+    await app.api.apply_webhook_configuration(body, existing)
     log.info("admission webhook: %s", client_config)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from dualstack_operator.admission import CONFIGURATION_NAME
-from kube import Kubectl, service, wait_for
 from localcluster import LocalCluster, free_port
-from operator_proc import OperatorProcess
-from test_reconciler import dsp, operator_writes, service_patches, status_when
+from support.audit import operator_writes, service_patches
+from support.kube import Kubectl, dsp, service, status_when, wait_for
+from support.operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

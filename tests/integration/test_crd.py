@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from dualstack_operator.crd import render
-from kube import Kubectl
 from localcluster import REPO
+from support.kube import Kubectl
 
 pytestmark = pytest.mark.cluster
 

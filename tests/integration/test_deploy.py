@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kube import Kubectl, service, wait_for
 from localcluster import REPO, LocalCluster, free_port
-from operator_proc import OperatorProcess
-from test_reconciler import dsp, status_when
+from support.kube import Kubectl, dsp, service, status_when, wait_for
+from support.operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kube import Kubectl, KubectlError, service, wait_for
 from localcluster import REPO, LocalCluster
+from support.kube import Kubectl, KubectlError, service, wait_for
 
 pytestmark = pytest.mark.cluster
 

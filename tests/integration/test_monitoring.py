@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kube import Kubectl, deny_require_dual_stack, service, wait_for
 from localcluster import REPO, LocalCluster, free_port, set_pdeathsig
-from operator_proc import OperatorProcess
+from support.kube import Kubectl, deny_require_dual_stack, service, wait_for
+from support.operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from decision_cases import CASES, DUAL
 from dualstack_operator.decision import ServiceView, State, decide
-from kube import Kubectl, service
+from support.decision_cases import CASES, DUAL
+from support.kube import Kubectl, service
 
 pytestmark = pytest.mark.cluster
 

@@ -9,88 +9,28 @@ from __future__ import annotations
 import datetime
 import json
 import signal
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kube import Kubectl, deny_require_dual_stack, service, wait_for
 from localcluster import REPO, LocalCluster
-from operator_proc import OperatorProcess
+from support.audit import operator_attempts, operator_writes, service_patches
+from support.kube import (
+    Kubectl,
+    deny_require_dual_stack,
+    dsp,
+    families,
+    service,
+    status_when,
+    wait_for,
+)
+from support.operator_proc import OperatorProcess, after_next_pass
 
 pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
-
-
-def after_next_pass(operator: OperatorProcess, trigger: Callable[[], object]) -> int:
-    """Fires ``trigger`` (an event for the operator) and waits until a policy pass has
-    run after it; returns the pass count. Negative properties ("nothing was written")
-    are asserted after a pass that had the chance to write, never after a sleep."""
-    before = wait_for("the operator's metrics", lambda: operator.policy_passes() + 1) - 1
-    trigger()
-    return wait_for(
-        "a reconcile pass after the trigger",
-        lambda: (lambda n: n if n > before else None)(operator.policy_passes()),
-    )
-
-
-def dsp(name: str = "default", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "dualstack.dev/v1alpha1",
-        "kind": "DualStackPolicy",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def status_when(
-    k: Kubectl, pred: Callable[[dict[str, Any]], bool], name: str = "default", timeout: float = 60
-) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        status: dict[str, Any] = k.get("dsp", name).get("status") or {}
-        return status if status and pred(status) else None
-
-    return wait_for(f"status of {name} to match", probe, timeout=timeout)
-
-
-def families(k: Kubectl, name: str) -> tuple[str | None, list[str]]:
-    spec = k.get("service", name)["spec"]
-    return spec.get("ipFamilyPolicy"), spec.get("ipFamilies", [])
-
-
-def operator_writes(cluster: LocalCluster, namespace: str) -> Counter[tuple[str, str, str]]:
-    """(resource[/subresource], name, verb) -> count of accepted operator writes."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for event in cluster.audit_events():
-        ref = event.get("objectRef") or {}
-        if event["user"]["username"] != "dualstack-operator" or ref.get("namespace") != namespace:
-            continue
-        if "dryRun" in event.get("requestURI", ""):
-            continue
-        if (event.get("responseStatus") or {}).get("code", 0) >= 300:
-            continue
-        resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        counts[(resource, ref.get("name", ""), event["verb"])] += 1
-    return counts
-
-
-def operator_attempts(cluster: LocalCluster, namespace: str, name: str) -> list[int]:
-    """Response codes of every operator write to one Service (accepted or not)."""
-    return [
-        (e.get("responseStatus") or {}).get("code", 0)
-        for e in cluster.audit_events()
-        if e["user"]["username"] == "dualstack-operator"
-        and (e.get("objectRef") or {}).get("namespace") == namespace
-        and (e.get("objectRef") or {}).get("name") == name
-        and (e.get("objectRef") or {}).get("resource") == "services"
-    ]
-
-
-def service_patches(counts: Counter[tuple[str, str, str]]) -> dict[str, int]:
-    return {name: n for (res, name, verb), n in counts.items() if res == "services"}
 
 
 def mixed_services(k: Kubectl) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from kube import Kubectl, service
+from support.kube import Kubectl, service
 
 pytestmark = pytest.mark.cluster
 

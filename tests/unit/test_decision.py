@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from decision_cases import CASES, V4, V6, policy, svc
 from dualstack_operator.decision import ServiceView, State, decide, selects
 from dualstack_operator.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
+from support.decision_cases import CASES, V4, V6, policy, svc
 
 
 @pytest.mark.parametrize(
@@ -114,8 +115,8 @@ def apply_patch(service: ServiceView, patch: dict[str, Any]) -> ServiceView:
     families = tuple(spec.get("ipFamilies", service.ip_families))
     if spec["ipFamilyPolicy"] == "SingleStack":
         families = families[:1]
-    return ServiceView(
-        **{**service.__dict__, "ip_family_policy": spec["ipFamilyPolicy"], "ip_families": families}
+    return dataclasses.replace(
+        service, ip_family_policy=spec["ipFamilyPolicy"], ip_families=families
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
-from decision_cases import V4, V6, svc
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.plan import PolicyView, build_status, plan_namespace, status_differs
+from support.decision_cases import V4, V6, svc
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -29,7 +30,7 @@ def pol(name: str, created: str, status: dict[str, Any] | None = None, **spec: A
 
 
 def named(name: str, view: ServiceView, **labels: str) -> ServiceView:
-    return ServiceView(**{**view.__dict__, "name": name, "labels": labels})
+    return dataclasses.replace(view, name=name, labels=labels)
 
 
 def test_oldest_policy_wins_then_name() -> None:

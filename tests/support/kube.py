@@ -155,3 +155,27 @@ def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str
         }
     )
     return name
+
+
+def dsp(name: str = "default", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "dualstack.dev/v1alpha1",
+        "kind": "DualStackPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def status_when(
+    k: Kubectl, pred: Callable[[dict[str, Any]], bool], name: str = "default", timeout: float = 60
+) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        status: dict[str, Any] = k.get("dsp", name).get("status") or {}
+        return status if status and pred(status) else None
+
+    return wait_for(f"status of {name} to match", probe, timeout=timeout)
+
+
+def families(k: Kubectl, name: str) -> tuple[str | None, list[str]]:
+    spec = k.get("service", name)["spec"]
+    return spec.get("ipFamilyPolicy"), spec.get("ipFamilies", [])

@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from localcluster import free_port, set_pdeathsig
+from support.kube import wait_for
 
 
 class OperatorProcess:
@@ -64,6 +66,15 @@ class OperatorProcess:
         self.proc = None
         return code
 
+    def pause(self) -> None:
+        """SIGSTOP: the operator stops reading its connections (a long GC pause, a frozen node)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def policy_passes(self) -> int:
         """Policy reconcile passes completed so far (from the operator's own /metrics)."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -79,3 +90,15 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def after_next_pass(operator: OperatorProcess, trigger: Callable[[], object]) -> int:
+    """Fires ``trigger`` (an event for the operator) and waits until a policy pass has
+    run after it; returns the pass count. Negative properties ("nothing was written")
+    are asserted after a pass that had the chance to write, never after a sleep."""
+    before = wait_for("the operator's metrics", lambda: operator.policy_passes() + 1) - 1
+    trigger()
+    return wait_for(
+        "a reconcile pass after the trigger",
+        lambda: (lambda n: n if n > before else None)(operator.policy_passes()),
+    )

@@ -1,0 +1,240 @@
+"""What the operator sees: Services (its own list+watch), policies (kopf's index), cluster.
+
+Services are cached by a reflector, client-go's pattern on kubernetes-asyncio, not
+by kopf's per-object machinery (a worker, queue and memory per object: unusable at
+tens of thousands of Services). The cache holds only ``ServiceView``s, grouped by
+namespace, and marks a namespace dirty whenever one of its Services changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dualstack_operator.decision import ServiceView
+from dualstack_operator.errors import Expired
+from dualstack_operator.models import IPFamily
+from dualstack_operator.plan import PolicyView
+from dualstack_operator.settings import CacheSettings
+
+log = logging.getLogger("dualstack_operator.cache")
+
+
+@dataclass(frozen=True)
+class ServicePage:
+    items: list[ServiceView]
+    resource_version: str  # the list's: where the watch starts
+    continue_token: str | None
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED or BOOKMARK
+    resource_version: str
+    service: ServiceView | None  # None for a BOOKMARK
+
+
+class ServiceSource(Protocol):
+    """The API calls a reflector makes (``KubeAPI``; a fake in the engine tests)."""
+
+    async def list_services(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> ServicePage: ...
+
+    def watch_services(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int
+    ) -> AsyncIterator[WatchEvent]:
+        """Events after ``resource_version``; raises ``Expired`` when that is too old."""
+        ...
+
+
+class ServiceCache:
+    """Services by namespace, kept by one reflector per watched scope.
+
+    Paginated list, then a watch from the list's resourceVersion with bookmarks;
+    a watch that ends or breaks resumes from the last resourceVersion seen, and a
+    410 Gone (history compacted) makes a full relist, diffed against the cache so
+    that every change missed meanwhile marks its namespace.
+    """
+
+    def __init__(
+        self,
+        source: ServiceSource,
+        settings: CacheSettings,
+        namespaces: tuple[str, ...],
+        on_change: Callable[[str], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.source = source
+        self.settings = settings
+        self.scopes: tuple[str | None, ...] = namespaces or (None,)
+        self.on_change = on_change
+        self.sleep = sleep
+        self._services: dict[str, dict[str, ServiceView]] = {}
+        self._versions: dict[str | None, str] = {}  # per scope: where the watch resumes
+        self._unsynced = set(self.scopes)
+        self.synced = asyncio.Event()  # every scope listed once: passes may start
+        self.relists = 0  # lists after the first (410s), for logs and tests
+        self.resumes = 0  # watches resumed from the last resourceVersion
+
+    def in_namespace(self, namespace: str) -> Mapping[str, ServiceView]:
+        return self._services.get(namespace, {})
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._services.values())
+
+    def resume_version(self, scope: str | None) -> str | None:
+        """Where the watch of ``scope`` resumes (None: it lists afresh)."""
+        return self._versions.get(scope)
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._reflect(scope) for scope in self.scopes))
+
+    async def _reflect(self, scope: str | None) -> None:
+        where = f"namespace {scope}" if scope else "all namespaces"
+        failures = 0
+        while True:
+            began = time.monotonic()
+            try:
+                if scope not in self._versions:
+                    await self._relist(scope)
+                events = await self._watch(scope)
+            except asyncio.CancelledError:
+                raise
+            except Expired as err:
+                log.info("Services in %s: %s; listing afresh", where, err)
+                self._versions.pop(scope, None)
+                self.relists += 1
+                continue
+            except Exception as err:  # a restarting or unreachable API server
+                failures += 1
+                log.warning("Services in %s: %s", where, str(err) or type(err).__name__)
+            else:
+                self.resumes += 1
+                # A watch the server ends at once, again and again, must not spin.
+                quick = not events and time.monotonic() - began < 1.0
+                failures = failures + 1 if quick else 0
+            if failures:
+                delays = self.settings.retry_seconds
+                await self.sleep(delays[min(failures, len(delays)) - 1])
+
+    async def _relist(self, scope: str | None) -> None:
+        """Lists every page, then swaps the result in and marks what differs."""
+        began = time.monotonic()
+        fresh: dict[str, dict[str, ServiceView]] = {}
+        token: str | None = None
+        version = ""
+        while True:
+            page = await self.source.list_services(scope, self.settings.page_size, token)
+            version = version or page.resource_version
+            for svc in page.items:
+                fresh.setdefault(svc.namespace, {})[svc.name] = svc
+            token = page.continue_token
+            if not token:
+                break
+        old = (
+            self._services
+            if scope is None
+            else {scope: self._services[scope]}
+            if scope in self._services
+            else {}
+        )
+        changed = [ns for ns in old.keys() | fresh.keys() if old.get(ns) != fresh.get(ns)]
+        if scope is None:
+            self._services = fresh
+        else:
+            self._services.pop(scope, None)
+            self._services.update(fresh)
+        first = scope in self._unsynced
+        self._unsynced.discard(scope)
+        if first and not self._unsynced:
+            log.info(
+                "Service cache ready: %d Services in %d namespaces listed in %.1fs",
+                len(self),
+                len(self._services),
+                time.monotonic() - began,
+            )
+            self.synced.set()
+        self._versions[scope] = version
+        for namespace in changed:
+            self.on_change(namespace)
+
+    async def _watch(self, scope: str | None) -> int:
+        """Applies events until the server ends the watch; returns how many came."""
+        count = 0
+        timeout = self.settings.watch_timeout_seconds
+        async for event in self.source.watch_services(scope, self._versions[scope], timeout):
+            count += 1
+            if event.resource_version:
+                self._versions[scope] = event.resource_version  # resume from here
+            svc = event.service
+            if svc is None:
+                continue  # a bookmark: only the version moves
+            services = self._services.setdefault(svc.namespace, {})
+            if event.type == "DELETED":
+                services.pop(svc.name, None)
+                if not services:
+                    del self._services[svc.namespace]
+            else:
+                services[svc.name] = svc
+            self.on_change(svc.namespace)
+        return count
+
+
+class FamilySource(Protocol):
+    async def service_cidr_families(self) -> list[IPFamily] | None: ...
+    async def probe_families(self) -> list[IPFamily]: ...
+
+
+@dataclass
+class ClusterFamilies:
+    """The families the cluster's service network offers, primary first."""
+
+    families: list[IPFamily] = field(default_factory=list)
+
+    async def refresh(self, source: FamilySource) -> bool:
+        """ServiceCIDR API first, a dry-run probe where it is missing; True if changed."""
+        families = await source.service_cidr_families()
+        if not families:
+            families = await source.probe_families()
+        if families == self.families:
+            return False
+        log.info("cluster service network offers %s", [str(f) for f in families])
+        self.families = families
+        return True
+
+    async def keep_checking(
+        self, source: FamilySource, interval: float, on_change: Callable[[], None]
+    ) -> None:
+        """Re-detects every ``interval`` seconds (a cluster gaining a family, say)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                changed = await self.refresh(source)
+            except Exception as err:  # a restarting API server: keep the last answer
+                log.warning("cannot re-check the cluster's families: %s", err)
+                continue
+            if changed:
+                on_change()
+
+
+@dataclass
+class Views:
+    """Everything a pass reads: cached Services, indexed policies, cluster families."""
+
+    services: ServiceCache
+    cluster: ClusterFamilies
+    # DualStackPolicies by namespace: kopf's index, or a plain dict in tests.
+    policies: Mapping[str, Iterable[PolicyView]] = field(default_factory=dict)
+    # Set once the policies are completely known (kopf calls handlers only then).
+    policies_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def policies_in(self, namespace: str) -> list[PolicyView]:
+        return list(self.policies[namespace]) if namespace in self.policies else []
+
+    def policy_namespaces(self) -> list[str]:
+        return [ns for ns in list(self.policies) if self.policies_in(ns)]

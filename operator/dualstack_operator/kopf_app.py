@@ -1,0 +1,145 @@
+"""Kopf wiring only: policies, startup and cleanup, probes, peering, the admission server.
+
+Services never pass through kopf (no index, event, change handler, timer or
+daemon on them), so kopf stores nothing on Services; policies are observed
+through an index and an event handler only, so nothing is stored on them either.
+The components are built here at startup and stopped at cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from dualstack_operator import metrics as metrics_server
+from dualstack_operator import models
+from dualstack_operator.cache import ClusterFamilies, ServiceCache, Views
+from dualstack_operator.kubeapi import KubeAPI
+from dualstack_operator.metrics import Metrics
+from dualstack_operator.peering import PeeringGate
+from dualstack_operator.plan import PolicyView
+from dualstack_operator.queue import WorkQueue
+from dualstack_operator.reconciler import Reconciler, work
+from dualstack_operator.settings import Settings
+
+log = logging.getLogger("dualstack_operator")
+
+StartupHook = Callable[[kopf.OperatorSettings, "App"], Awaitable[None]]
+
+
+@dataclass
+class App:
+    """The operator's components (kopf's memo holds it as ``app``)."""
+
+    settings: Settings
+    api: KubeAPI = field(default_factory=KubeAPI)
+    metrics: Metrics = field(default_factory=Metrics)
+    # Extra startup steps (the admission webhook), run once the API is connected.
+    startup_hooks: list[StartupHook] = field(default_factory=list)
+    views: Views | None = None
+    queue: WorkQueue | None = None
+    reconciler: Reconciler | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    metrics_runner: web.AppRunner | None = None
+
+    def mark(self, namespace: str) -> None:
+        if self.queue is not None:
+            self.queue.mark(namespace)
+
+    def mark_policies(self) -> None:
+        """Every namespace with a policy (a new cluster shape, a takeover)."""
+        if self.queue is not None and self.views is not None:
+            self.queue.mark_many(self.views.policy_namespaces())
+
+    async def start(self, policies: kopf.Index[str, PolicyView]) -> None:
+        settings = self.settings
+        await self.api.connect()
+        if settings.peering:
+            await self.api.ensure_peering(settings.peering.name, settings.namespaces)
+        rec = settings.reconcile
+        self.queue = queue = WorkQueue(rec.coalesce_seconds, rec.resync_seconds)
+        services = ServiceCache(self.api, settings.cache, settings.namespaces, queue.mark)
+        self.views = views = Views(services, ClusterFamilies(), policies)
+        await views.cluster.refresh(self.api)
+        self.reconciler = Reconciler(rec, views, self.api, self.metrics, queue)
+        gate = PeeringGate(settings.peering, settings.namespaces, self.api, self.mark_policies)
+        self.tasks = [
+            asyncio.create_task(services.run(), name="dualstack Service cache"),
+            asyncio.create_task(
+                views.cluster.keep_checking(
+                    self.api, rec.cluster_recheck_seconds, self.mark_policies
+                ),
+                name="dualstack cluster families",
+            ),
+            asyncio.create_task(
+                work(self.reconciler, queue, gate, views), name="dualstack reconciler"
+            ),
+        ]
+        if settings.metrics.port:
+            self.metrics.bind(self.reconciler)
+            self.metrics_runner = await metrics_server.serve(
+                self.metrics, settings.metrics.address, settings.metrics.port
+            )
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.queue is not None:
+            self.queue.close()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
+        await self.api.close()
+
+
+def configure(settings: kopf.OperatorSettings, app: App) -> None:
+    """Kopf's own storage under our prefix, quiet posting, sane watch timeouts."""
+    settings.persistence.finalizer = f"{models.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=models.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # our own Events, on our own terms
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    if app.settings.peering:
+        settings.peering.lifetime = app.settings.peering.lifetime
+
+
+@kopf.index(models.GROUP, models.VERSION, models.PLURAL)
+def policies_idx(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PolicyView]:
+    """DualStackPolicies by namespace, as the few fields a pass reads."""
+    return {namespace or "": PolicyView.from_body(body)}
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    app: App = memo["app"]
+    if app.views is not None:
+        # Kopf calls handlers only once its indexes are complete: the policies are known.
+        app.views.policies_ready.set()
+    app.mark(namespace or "")
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    app: App = memo["app"]
+    configure(settings, app)
+    await app.start(kwargs["policies_idx"])  # the index is a live view, kept by the worker
+    for hook in app.startup_hooks:
+        await hook(settings, app)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    app: App = memo["app"]
+    await app.stop()

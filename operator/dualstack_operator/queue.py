@@ -1,0 +1,91 @@
+"""Dirty namespaces: marked by events, coalesced into batches, resynced on a timer.
+
+Level-based: a mark says only "look at this namespace again"; the pass recomputes
+everything from the cache, so marks can be merged, repeated or delayed freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Batch:
+    namespaces: frozenset[str]
+    resync: bool  # the periodic full pass is due: every namespace with a policy
+
+
+class WorkQueue:
+    def __init__(
+        self,
+        coalesce_seconds: float,
+        resync_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.coalesce_seconds = coalesce_seconds
+        self.resync_seconds = resync_seconds
+        self.clock = clock
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._last_resync = clock()
+        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+
+    def mark(self, namespace: str) -> None:
+        self._dirty.add(namespace)
+        self._wake.set()
+
+    def mark_many(self, namespaces: Iterable[str]) -> None:
+        for namespace in namespaces:
+            self.mark(namespace)
+
+    def requeue_after(self, namespace: str, delay: float) -> None:
+        """Marks ``namespace`` after ``delay`` seconds; the earliest pending request wins."""
+        due = self.clock() + delay
+        pending = self._timers.get(namespace)
+        if pending and pending[0] <= due:
+            return
+        if pending:
+            pending[1].cancel()
+
+        def fire() -> None:
+            self._timers.pop(namespace, None)
+            self.mark(namespace)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        self._timers[namespace] = (due, handle)
+
+    def scheduled(self, namespace: str) -> float | None:
+        """When a delayed mark of ``namespace`` is due (on this queue's clock), if any."""
+        pending = self._timers.get(namespace)
+        return pending[0] if pending else None
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+    async def get(self) -> Batch:
+        """The next batch: waits for a mark (or the resync), then lets a burst land."""
+        while True:
+            left = self._last_resync + self.resync_seconds - self.clock()
+            if left > 0 and not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):  # the resync is due
+                    await asyncio.wait_for(self._wake.wait(), timeout=left)
+            resync = self.clock() - self._last_resync >= self.resync_seconds
+            if resync:
+                self._last_resync = self.clock()
+            if not self._dirty and not resync:
+                self._wake.clear()
+                continue
+            if self.coalesce_seconds > 0:
+                await asyncio.sleep(self.coalesce_seconds)  # a burst of events: one pass
+            self._wake.clear()
+            batch, self._dirty = frozenset(self._dirty), set()
+            return Batch(batch, resync)
+
+    def close(self) -> None:
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()

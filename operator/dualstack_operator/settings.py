@@ -1,0 +1,51 @@
+"""The operator's settings: grouped, frozen, with every default in one place.
+
+The command line fills these; tests build them directly with small intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    coalesce_seconds: float = 0.3  # events closer than this share one pass
+    resync_seconds: float = 300.0  # a full pass even without events: a missed event heals
+    cluster_recheck_seconds: float = 60.0  # how often the cluster's families are re-detected
+    write_concurrency: int = 16  # Service patches in flight across all namespaces
+    reject_backoff: tuple[float, ...] = DEFAULT_REJECT_BACKOFF  # after a 422: wait, then retry
+    error_retry_seconds: float = 5.0  # a pass that failed (a restarting server) is retried
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    page_size: int = 500  # Services per list page
+    watch_timeout_seconds: int = 300  # the server ends a watch after this; we resume it
+    retry_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # after a failed list or watch
+
+
+@dataclass(frozen=True)
+class PeeringSettings:
+    name: str  # the (Cluster)KopfPeering object replicas meet in
+    identity: str
+    priority: int
+    lifetime: int = 60  # a silent peer counts as gone after this: the takeover bound
+    check_seconds: float = 1.0  # how long one reading of the peering object is trusted
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    port: int = 8080  # 0: no metrics endpoint
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    peering: PeeringSettings | None = None  # None: standalone, one replica

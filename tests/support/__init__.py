@@ -1,0 +1,1 @@
+"""Helpers the tests share: kubectl, the operator process, cases, fakes (never test modules)."""
