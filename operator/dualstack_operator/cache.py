@@ -99,28 +99,32 @@ class ServiceCache:
         failures = 0
         while True:
             began = time.monotonic()
+            events = 0
             try:
                 if scope not in self._versions:
                     await self._relist(scope)
                 events = await self._watch(scope)
+                self.resumes += 1
             except asyncio.CancelledError:
                 raise
             except Expired as err:
                 log.info("Services in %s: %s; listing afresh", where, err)
                 self._versions.pop(scope, None)
                 self.relists += 1
-                continue
             except Exception as err:  # a restarting or unreachable API server
                 failures += 1
                 log.warning("Services in %s: %s", where, str(err) or type(err).__name__)
-            else:
-                self.resumes += 1
-                # A watch the server ends at once, again and again, must not spin.
-                quick = not events and time.monotonic() - began < 1.0
-                failures = failures + 1 if quick else 0
-            if failures:
-                delays = self.settings.retry_seconds
-                await self.sleep(delays[min(failures, len(delays)) - 1])
+                await self._back_off(failures)
+                continue
+            # A watch (or a relist) the server ends at once, again and again, must not spin.
+            quick = not events and time.monotonic() - began < 1.0
+            failures = failures + 1 if quick else 0
+            await self._back_off(failures)
+
+    async def _back_off(self, failures: int) -> None:
+        if failures:
+            delays = self.settings.retry_seconds
+            await self.sleep(delays[min(failures, len(delays)) - 1])
 
     async def _relist(self, scope: str | None) -> None:
         """Lists every page, then swaps the result in and marks what differs."""
