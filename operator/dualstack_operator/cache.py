@@ -78,7 +78,7 @@ class ServiceCache:
         self._versions: dict[str | None, str] = {}  # per scope: where the watch resumes
         self._unsynced = set(self.scopes)
         self.synced = asyncio.Event()  # every scope listed once: passes may start
-        self.relists = 0  # lists after the first (410s), for logs and tests
+        self.relists = 0  # completed lists after the first one (after a 410)
         self.resumes = 0  # watches resumed from the last resourceVersion
 
     def in_namespace(self, namespace: str) -> Mapping[str, ServiceView]:
@@ -110,7 +110,6 @@ class ServiceCache:
             except Expired as err:
                 log.info("Services in %s: %s; listing afresh", where, err)
                 self._versions.pop(scope, None)
-                self.relists += 1
             except Exception as err:  # a restarting or unreachable API server
                 failures += 1
                 log.warning("Services in %s: %s", where, str(err) or type(err).__name__)
@@ -155,6 +154,7 @@ class ServiceCache:
             self._services.update(fresh)
         first = scope in self._unsynced
         self._unsynced.discard(scope)
+        self.relists += 0 if first else 1
         if first and not self._unsynced:
             log.info(
                 "Service cache ready: %d Services in %d namespaces listed in %.1fs",
