@@ -82,6 +82,8 @@ class App:
                 work(self.reconciler, queue, gate, views), name="dualstack reconciler"
             ),
         ]
+        for task in self.tasks:
+            task.add_done_callback(_report_crash)
         if settings.metrics.port:
             self.metrics.bind(self.reconciler)
             self.metrics_runner = await metrics_server.serve(
@@ -99,6 +101,12 @@ class App:
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
         await self.api.close()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A component loop that ends other than by cancellation is a bug: say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
 
 def configure(settings: kopf.OperatorSettings, app: App) -> None:
@@ -128,6 +136,16 @@ def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
         # Kopf calls handlers only once its indexes are complete: the policies are known.
         app.views.policies_ready.set()
     app.mark(namespace or "")
+
+
+@kopf.on.probe(id="components")
+def components(memo: kopf.Memo, **_: Any) -> str:
+    """Liveness: a component loop that stopped fails the probe, so the pod is restarted."""
+    app: App = memo["app"]
+    stopped = [task.get_name() for task in app.tasks if task.done()]
+    if stopped:
+        raise kopf.PermanentError(f"stopped: {', '.join(stopped)}")
+    return "running"
 
 
 @kopf.on.startup()
