@@ -14,18 +14,14 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
-from localcluster import LARGE_SERVICE_CIDRS, REPO, LocalCluster
+from localcluster import REPO, LocalCluster
 
 GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
 
 
 async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:
     """A fresh dual-stack control plane with the CRD established, and an admin client."""
-    # Service ranges sized for the benchmark's Service count, as a cluster this big
-    # would have them: allocations then cost the same in every phase of a run.
-    cluster = LocalCluster(
-        REPO / ".local" / name, ("ipv4", "ipv6"), service_cidrs=LARGE_SERVICE_CIDRS
-    )
+    cluster = LocalCluster(REPO / ".local" / name, ("ipv4", "ipv6"))
     cluster.start(die_with_parent=True)
     kubectl, kc = str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"
     crd = str(REPO / "crds" / "dualstackpolicy.yaml")

@@ -45,8 +45,6 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO / "hack" / "controlplane" / "build.sh"
 
 SERVICE_CIDRS: dict[Family, str] = {"ipv4": "10.96.0.0/16", "ipv6": "fd00:10:96::/112"}
-# For tens of thousands of Services: a /16 or /112 a third full slows every allocation.
-LARGE_SERVICE_CIDRS: dict[Family, str] = {"ipv4": "10.96.0.0/12", "ipv6": "fd00:10:96::/108"}
 CLUSTER_CIDRS: dict[Family, str] = {"ipv4": "10.244.0.0/16", "ipv6": "fd00:10:244::/56"}
 NODE_CIDR_MASK: dict[Family, int] = {"ipv4": 24, "ipv6": 64}
 API_FAMILY: dict[Family, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
@@ -307,10 +305,8 @@ class LocalCluster:
         state_dir: Path,
         families: Sequence[Family] = ("ipv4", "ipv6"),
         binaries: Path | None = None,
-        service_cidrs: dict[Family, str] | None = None,
     ) -> None:
         self.state_dir = state_dir.resolve()
-        self._service_cidrs = service_cidrs or SERVICE_CIDRS
         self.families: tuple[Family, ...] = tuple(families)
         self._binaries = binaries
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -324,7 +320,7 @@ class LocalCluster:
 
     @property
     def service_cidrs(self) -> list[str]:
-        return [self._service_cidrs[f] for f in self.families]
+        return [SERVICE_CIDRS[f] for f in self.families]
 
     @property
     def api_families(self) -> list[str]:
