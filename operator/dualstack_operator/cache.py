@@ -241,4 +241,4 @@ class Views:
         return list(self.policies[namespace]) if namespace in self.policies else []
 
     def policy_namespaces(self) -> list[str]:
-        return [ns for ns in list(self.policies) if self.policies_in(ns)]
+        return [ns for ns, policies in list(self.policies.items()) if policies]

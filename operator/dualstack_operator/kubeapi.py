@@ -56,8 +56,9 @@ def _error(exc: ApiException) -> ApiError:
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
-async def _raw(call: Awaitable[Any]) -> bytes:
-    """Sends a request made with ``_preload_content=False``; its body, or a typed error.
+async def _open(call: Awaitable[Any]) -> Any:
+    """Sends a request made with ``_preload_content=False``: the raw aiohttp response
+    if it succeeded, else a typed error.
 
     Skipping the generated client's model deserialization matters at scale: the
     operator never needs the objects the server sends back.
@@ -68,14 +69,24 @@ async def _raw(call: Awaitable[Any]) -> bytes:
         raise _error(exc) from exc
     except _TRANSPORT_ERRORS as exc:
         raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
+    if not 200 <= resp.status <= 299:
+        try:
+            body = await resp.read()
+        finally:
+            resp.release()
+        raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
+    return resp
+
+
+async def _raw(call: Awaitable[Any]) -> bytes:
+    """The body of a successful request (see ``_open``)."""
+    resp = await _open(call)
     try:
         body: bytes = await resp.read()
     except _TRANSPORT_ERRORS as exc:
         raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
     finally:
         resp.release()
-    if not 200 <= resp.status <= 299:
-        raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
     return body
 
 
@@ -119,15 +130,10 @@ class KubeAPI:
         self, namespace: str | None, limit: int, continue_token: str | None
     ) -> ServicePage:
         """One page of Services, reduced to views at once (the raw page is dropped)."""
-        core = client.CoreV1Api(self.api)
-        kwargs: dict[str, Any] = {"limit": limit, "_preload_content": False}
+        kwargs: dict[str, Any] = {"limit": limit}
         if continue_token:
             kwargs["_continue"] = continue_token
-        if namespace:
-            call = core.list_namespaced_service(namespace, **kwargs)
-        else:
-            call = core.list_service_for_all_namespaces(**kwargs)
-        doc = json.loads(await _raw(call))
+        doc = json.loads(await _raw(self._list_services(namespace, **kwargs)))
         meta = doc.get("metadata") or {}
         return ServicePage(
             items=[ServiceView.from_body(item) for item in doc.get("items") or []],
@@ -139,32 +145,19 @@ class KubeAPI:
         self, namespace: str | None, resource_version: str, timeout_seconds: int
     ) -> AsyncIterator[WatchEvent]:
         """Service events after ``resource_version`` until the server ends the watch."""
-        core = client.CoreV1Api(self.api)
-        kwargs: dict[str, Any] = {
-            "watch": True,
-            "resource_version": resource_version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout_seconds,
-            "_preload_content": False,
+        call = self._list_services(
+            namespace,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
             # The server ends the watch; this only guards against a silent connection.
-            "_request_timeout": aiohttp.ClientTimeout(
+            _request_timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=30, sock_read=timeout_seconds + 30
             ),
-        }
-        if namespace:
-            call = core.list_namespaced_service(namespace, **kwargs)
-        else:
-            call = core.list_service_for_all_namespaces(**kwargs)
+        )
+        resp = await _open(call)
         try:
-            resp: Any = await call  # the raw aiohttp response (_preload_content=False)
-        except ApiException as exc:
-            raise _error(exc) from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise ApiError(0, f"{type(exc).__name__}: {exc}") from exc
-        try:
-            if not 200 <= resp.status <= 299:
-                body = await resp.read()
-                raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
             while True:
                 try:
                     line = await resp.content.readline()
@@ -184,6 +177,13 @@ class KubeAPI:
                     yield WatchEvent(kind, version, ServiceView.from_body(obj))
         finally:
             resp.release()
+
+    def _list_services(self, namespace: str | None, **kwargs: Any) -> Awaitable[Any]:
+        """A raw list (or watch) of Services in one namespace, or in all of them."""
+        core = client.CoreV1Api(self.api)
+        if namespace:
+            return core.list_namespaced_service(namespace, _preload_content=False, **kwargs)
+        return core.list_service_for_all_namespaces(_preload_content=False, **kwargs)
 
     async def service_cidr_families(self) -> list[IPFamily] | None:
         """Families of the default ServiceCIDR, or None where that API is missing."""

@@ -21,8 +21,14 @@ from dualstack_operator.ledger import Job, Ledger, Rejection
 from dualstack_operator.metrics import Metrics
 from dualstack_operator.models import IPFamily
 from dualstack_operator.peering import PeeringGate
-from dualstack_operator.plan import PolicyPlan, PolicyView, Summary, build_status, plan_namespace
-from dualstack_operator.plan import status_differs as status_differs
+from dualstack_operator.plan import (
+    PolicyPlan,
+    PolicyView,
+    Summary,
+    build_status,
+    plan_namespace,
+    status_differs,
+)
 from dualstack_operator.queue import WorkQueue
 from dualstack_operator.settings import ReconcileSettings
 
@@ -77,8 +83,8 @@ class Reconciler:
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
     def policies(self) -> Iterator[PolicyView]:
-        for namespace in self.views.policy_namespaces():
-            yield from self.views.policies_in(namespace)
+        for policies in list(self.views.policies.values()):
+            yield from list(policies)
 
     def summary(self, namespace: str, name: str) -> Summary | None:
         return self.summaries.get((namespace, name))
