@@ -11,12 +11,19 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualstack_operator.decision import ServiceView, decide
-from dualstack_operator.models import GROUP, IGNORE_ANNOTATION, IPFamily, Mode
+from dualstack_operator.decision import ServiceView, State, decide
+from dualstack_operator.models import (
+    GROUP,
+    IGNORE_ANNOTATION,
+    DriftReason,
+    DualStackPolicySpec,
+    IPFamily,
+    Mode,
+)
 from dualstack_operator.plan import PolicyView, plan_namespace
 
 WEBHOOK_ID = "services-ip-families"
@@ -34,6 +41,43 @@ class Mutation:
     warning: str | None = None
 
 
+def creation_patch(
+    spec: DualStackPolicySpec,
+    field_policy: str | None,
+    families: Sequence[str],
+    cluster: Sequence[IPFamily],
+) -> dict[str, Any] | None:
+    """The fields to set on a new Service with these IP-family fields, or None.
+
+    The one answer both admission paths give: the webhook calls it per request, and
+    ``native_admission`` tabulates it for the API server. Nothing is allocated yet
+    on CREATE, so the primary can still be chosen: decide as for a headless Service,
+    whose families may change, asking for exactly what Enforce would patch.
+    """
+    svc = ServiceView(
+        namespace="",
+        name="",
+        resource_version="",
+        labels={},
+        ignored=False,
+        type="ClusterIP",
+        headless=True,
+        ip_family_policy=field_policy,
+        ip_families=tuple(families),
+    )
+    enforced = decide(spec.model_copy(update={"mode": Mode.ENFORCE}), svc, cluster)
+    return None if enforced.patch is None else dict(enforced.patch["spec"])
+
+
+def audit_warning(policy: str, wanted: dict[str, Any]) -> str:
+    """What an Audit policy says instead of setting ``wanted``."""
+    return (
+        f"DualStackPolicy {policy} (Audit) would set "
+        f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
+        f"ipFamilies={','.join(wanted.get('ipFamilies', []))}; nothing was changed"
+    )
+
+
 def mutation(
     policies: Iterable[PolicyView], body: dict[str, Any], cluster: Sequence[IPFamily]
 ) -> Mutation:
@@ -41,28 +85,44 @@ def mutation(
     policies = list(policies)
     if not policies:
         return Mutation()  # the fast path: no policy in this namespace
-    # Nothing is allocated yet on CREATE, so the primary can still be chosen: decide
-    # as for a headless Service, whose families may change.
-    svc = replace(ServiceView.from_body(body), headless=True)
+    svc = ServiceView.from_body(body)
     for plan in plan_namespace(policies, [svc], cluster):
         decision = plan.decisions.get(svc.name)
-        if decision is None or decision.reason == "Conflict" or plan.policy.spec is None:
-            continue
-        # The governing policy's patch as Enforce would make it: applied, or in Audit
-        # only described in a warning.
         spec = plan.policy.spec
-        enforced = decide(spec.model_copy(update={"mode": Mode.ENFORCE}), svc, cluster)
-        if enforced.patch is None:
+        if decision is None or decision.reason == DriftReason.CONFLICT or spec is None:
+            continue
+        if decision.state == State.EXCLUDED:
+            return Mutation()  # ExternalName or opted out
+        wanted = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
+        if wanted is None:
             return Mutation()
-        wanted = dict(enforced.patch["spec"])
         if spec.mode == Mode.AUDIT:
-            return Mutation(
-                warning=f"DualStackPolicy {plan.policy.name} (Audit) would set "
-                f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
-                f"ipFamilies={','.join(wanted.get('ipFamilies', []))}; nothing was changed"
-            )
+            return Mutation(warning=audit_warning(plan.policy.name, wanted))
         return Mutation(spec=wanted)
     return Mutation()
+
+
+# What both admission paths intercept: Service CREATE, nothing else.
+CREATE_SERVICES: dict[str, Any] = {
+    "operations": ["CREATE"],
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "resources": ["services"],
+    "scope": "Namespaced",
+}
+# ... and never an ExternalName or opted-out Service: the API server skips those itself.
+MATCH_CONDITIONS: list[dict[str, str]] = [
+    {
+        "name": "not-external-name",
+        "expression": "!has(object.spec.type) || object.spec.type != 'ExternalName'",
+    },
+    {
+        "name": "not-opted-out",
+        "expression": "!has(object.metadata.annotations) || "
+        f"!('{IGNORE_ANNOTATION}' in object.metadata.annotations) || "
+        f"object.metadata.annotations['{IGNORE_ANNOTATION}'] != 'true'",
+    },
+]
 
 
 def webhook_configuration(
@@ -98,29 +158,9 @@ def webhook_configuration(
             {
                 "name": f"services.{GROUP}",
                 "clientConfig": client_config,
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["services"],
-                        "scope": "Namespaced",
-                    }
-                ],
+                "rules": [CREATE_SERVICES],
                 "namespaceSelector": ns_selector,
-                "matchConditions": [
-                    {
-                        "name": "not-external-name",
-                        "expression": "!has(object.spec.type)"
-                        " || object.spec.type != 'ExternalName'",
-                    },
-                    {
-                        "name": "not-opted-out",
-                        "expression": "!has(object.metadata.annotations) || "
-                        f"!('{IGNORE_ANNOTATION}' in object.metadata.annotations) || "
-                        f"object.metadata.annotations['{IGNORE_ANNOTATION}'] != 'true'",
-                    },
-                ],
+                "matchConditions": MATCH_CONDITIONS,
                 "failurePolicy": "Ignore",
                 "sideEffects": "None",
                 "timeoutSeconds": TIMEOUT_SECONDS,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,11 +15,14 @@ from typing import Any, cast
 
 from dualstack_operator import __version__
 from dualstack_operator.settings import (
+    Admission,
     MetricsSettings,
     PeeringSettings,
     ReconcileSettings,
     Settings,
 )
+
+log = logging.getLogger("dualstack_operator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--admission",
-        action="store_true",
-        help="serve the mutating webhook that makes new Services born compliant",
+        nargs="?",
+        const="auto",
+        default="off",
+        choices=["auto", "policy", "webhook", "off"],
+        help="make new Services born compliant: native MutatingAdmissionPolicies where the "
+        "API server serves them, else the operator's webhook (auto, the value of a bare "
+        "--admission); policy or webhook force one (default: off)",
     )
     run.add_argument("--webhook-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
     run.add_argument("--webhook-port", type=int, default=9443, metavar="N")
@@ -142,7 +151,40 @@ def default_priority() -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % 1_000_000
 
 
-def settings_from(args: argparse.Namespace) -> Settings:
+NATIVE_RESOURCE = "mutatingadmissionpolicies"
+
+
+class AdmissionUnavailable(Exception):
+    """--admission=policy on an API server that does not serve the native policies."""
+
+
+def resolve_admission(mode: str, served: set[str] | None) -> Admission | None:
+    """The mechanism for ``--admission=mode`` given what the API server serves."""
+    if mode == "off":
+        return None
+    if mode == "webhook":
+        return Admission.WEBHOOK
+    native = served is not None and NATIVE_RESOURCE in served
+    if mode == "policy" and not native:
+        raise AdmissionUnavailable(
+            f"--admission=policy: this API server does not serve {NATIVE_RESOURCE} "
+            "in admissionregistration.k8s.io/v1 (Kubernetes v1.36+); use --admission=webhook"
+        )
+    return Admission.POLICY if native else Admission.WEBHOOK
+
+
+async def _served_admission(kubeconfig: str | None = None) -> set[str]:
+    from dualstack_operator.kubeapi import KubeAPI
+
+    api = KubeAPI(kubeconfig)
+    await api.connect()
+    try:
+        return await api.served_admission_resources()
+    finally:
+        await api.close()
+
+
+def settings_from(args: argparse.Namespace, admission: Admission | None = None) -> Settings:
     """The operator's settings from ``run``'s arguments (defaults live in settings.py)."""
     identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
     priority = args.priority if args.priority is not None else default_priority()
@@ -159,6 +201,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ),
         metrics=MetricsSettings(args.metrics_address, args.metrics_port),
         peering=peering,
+        admission=admission,
     )
 
 
@@ -168,14 +211,27 @@ def run(args: argparse.Namespace) -> int:
 
     from dualstack_operator.kopf_app import App
 
-    settings = settings_from(args)
+    served = asyncio.run(_served_admission()) if args.admission in ("auto", "policy") else None
+    try:
+        admission = resolve_admission(args.admission, served)
+    except AdmissionUnavailable as err:
+        log.error("%s", err)
+        return 1
+    if admission is not None:
+        log.info(
+            "admission: %s",
+            "native MutatingAdmissionPolicies, applied by the API server"
+            if admission == Admission.POLICY
+            else "the operator's mutating webhook",
+        )
+    settings = settings_from(args, admission)
     app = App(settings)
     liveness = (
         f"http://{args.metrics_address}:{args.liveness_port}/healthz"
         if args.liveness_port
         else None
     )
-    if args.admission:
+    if admission == Admission.WEBHOOK:
         from dualstack_operator import webhook  # registers the mutating handler
 
         options = webhook.WebhookOptions(

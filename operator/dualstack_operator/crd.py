@@ -75,6 +75,7 @@ def crd() -> dict[str, Any]:
             "type": "string",
             "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         },
+        {"name": "Admission", "type": "string", "jsonPath": ".status.admission"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
     return {

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from dualstack_operator import metrics as metrics_server
 from dualstack_operator import models
+from dualstack_operator.admission import CONFIGURATION_NAME
+from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import ClusterFamilies, ServiceCache, Views
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.metrics import Metrics
@@ -27,7 +29,7 @@ from dualstack_operator.peering import PeeringGate
 from dualstack_operator.plan import PolicyView
 from dualstack_operator.queue import WorkQueue
 from dualstack_operator.reconciler import Reconciler, work
-from dualstack_operator.settings import Settings
+from dualstack_operator.settings import Admission, Settings
 
 log = logging.getLogger("dualstack_operator")
 
@@ -68,7 +70,25 @@ class App:
         services = ServiceCache(self.api, settings.cache, settings.namespaces, queue.mark)
         self.views = views = Views(services, ClusterFamilies(), policies)
         await views.cluster.refresh(self.api)
-        self.reconciler = Reconciler(rec, views, self.api, self.metrics, queue)
+        if not await self.api.any_policies(settings.namespaces):
+            # Kopf calls no handler when there is no policy: nothing marks them known.
+            views.policies_ready.set()
+        native = NativeAdmission(
+            self.api, settings.admission == Admission.POLICY, settings.namespaces
+        )
+        if settings.admission == Admission.POLICY and not settings.namespaces:
+            # The native policies replace the webhook: a configuration of ours left by
+            # an earlier --admission=webhook would only call a server nobody runs.
+            await self.api.delete_webhook_configuration(CONFIGURATION_NAME)
+        self.reconciler = Reconciler(
+            rec,
+            views,
+            self.api,
+            self.metrics,
+            queue,
+            admission=settings.admission,
+            native=native,
+        )
         gate = PeeringGate(settings.peering, settings.namespaces, self.api, self.mark_policies)
         self.tasks = [
             asyncio.create_task(services.run(), name="dualstack Service cache"),

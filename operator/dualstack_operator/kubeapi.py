@@ -6,11 +6,14 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - servicecidrs.networking.k8s.io: get  (service_cidr_families)
 - dualstackpolicies/status: patch      (patch_policy_status)
 - events: create                       (post_event)
-- mutatingwebhookconfigurations: get, create, update  (only with --admission)
+- mutatingwebhookconfigurations: get, create, update  (only with --admission=webhook);
+  delete (ours, when the native policies replace it)
+- mutatingadmissionpolicies, validatingadmissionpolicies and their bindings:
+  list, create, update, delete  (ours only, by label: the native admission path)
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
 - services: list, watch               (list_services, watch_services: the Service cache)
-Watching policies (list, watch) is kopf's.
+Watching policies (list, watch) is kopf's; any_policies lists one at start.
 
 Every failure leaves this module as one of ``errors``' typed ``ApiError``s.
 """
@@ -34,6 +37,7 @@ from dualstack_operator.cache import ServicePage, WatchEvent
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import ApiError, classify
 from dualstack_operator.models import IPFamily
+from dualstack_operator.native_admission import Kind
 from dualstack_operator.peering import PeerRecord
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -303,6 +307,77 @@ class KubeAPI:
             )
         except ApiException as exc:
             raise _error(exc) from exc
+
+    async def any_policies(self, namespaces: tuple[str, ...]) -> bool:
+        """Whether a DualStackPolicy exists (in these namespaces, or anywhere)."""
+        custom = client.CustomObjectsApi(self.api)
+        for ns in namespaces or (None,):
+            args = (models.GROUP, models.VERSION, *((ns,) if ns else ()), models.PLURAL)
+            list_call = (
+                custom.list_namespaced_custom_object if ns else custom.list_cluster_custom_object
+            )
+            if json.loads(await _raw(list_call(*args, limit=1, _preload_content=False))).get(
+                "items"
+            ):
+                return True
+        return False
+
+    async def served_admission_resources(self) -> set[str]:
+        """The resources ``admissionregistration.k8s.io/v1`` serves (discovery)."""
+        try:
+            found = await client.AdmissionregistrationV1Api(self.api).get_api_resources()
+        except ApiException as exc:
+            raise _error(exc) from exc
+        return {str(r.name) for r in found.resources or []}
+
+    async def delete_webhook_configuration(self, name: str) -> None:
+        """Deletes the configuration if it is there."""
+        try:
+            await client.AdmissionregistrationV1Api(self.api).delete_mutating_webhook_configuration(
+                name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error(exc) from exc
+
+    def _admission(self, verb: str, kind: Kind) -> Any:
+        """The generated client's call for ``verb`` on one of the four admission kinds."""
+        return getattr(client.AdmissionregistrationV1Api(self.api), f"{verb}_{kind.resource}")
+
+    async def list_admission_objects(self, kind: Kind, selector: str) -> list[dict[str, Any]]:
+        doc = json.loads(
+            await _raw(
+                self._admission("list", kind)(label_selector=selector, _preload_content=False)
+            )
+        )
+        return list(doc.get("items") or [])
+
+    async def create_admission_object(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                self._admission("create", kind)(
+                    body, field_manager=COMPONENT, _preload_content=False
+                )
+            )
+        )
+        return made
+
+    async def replace_admission_object(self, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
+        """A full update; ``metadata.resourceVersion`` makes it fail on a stale view."""
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                self._admission("replace", kind)(
+                    body["metadata"]["name"],
+                    body,
+                    field_manager=COMPONENT,
+                    _preload_content=False,
+                )
+            )
+        )
+        return made
+
+    async def delete_admission_object(self, kind: Kind, name: str) -> None:
+        await _raw(self._admission("delete", kind)(name, _preload_content=False))
 
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
         """Creates kopf's peering object if missing (cluster-wide, or per namespace)."""

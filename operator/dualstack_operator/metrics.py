@@ -63,7 +63,7 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
-        for kind in ("policy", "service"):
+        for kind in ("policy", "service", "admission"):
             self.duration.labels(kind)  # present from the start: no "No data"
             self.errors[kind] += 0
 

@@ -38,6 +38,14 @@ class Mode(StrEnum):
     AUDIT = "Audit"
 
 
+class AdmissionPath(StrEnum):
+    """How new Services meet a policy at creation (status.admission)."""
+
+    MUTATING_ADMISSION_POLICY = "MutatingAdmissionPolicy"
+    VALIDATING_ADMISSION_POLICY = "ValidatingAdmissionPolicy"
+    WEBHOOK = "Webhook"
+
+
 class DriftReason(StrEnum):
     """Why a governed Service does not match its policy (a closed set; a metric label)."""
 
@@ -207,6 +215,13 @@ class DualStackPolicyStatus(BaseModel):
         default=None,
         max_length=DRIFT_LIST_LIMIT,
         description=f"The first {DRIFT_LIST_LIMIT} drifted Services by name.",
+    )
+    admission: AdmissionPath | None = Field(
+        default=None,
+        description="How new Services meet this policy when created: "
+        "MutatingAdmissionPolicy (Enforce) or ValidatingAdmissionPolicy (Audit: a "
+        "warning), applied by the API server itself, or the operator's Webhook. "
+        "Absent: no admission; the reconciler fixes new Services after the fact.",
     )
     conditions: list[Condition] | None = Field(
         default=None,

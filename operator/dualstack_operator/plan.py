@@ -15,13 +15,16 @@ from typing import Any, Literal
 from dualstack_operator.decision import Decision, ServiceView, State, decide, selects
 from dualstack_operator.models import (
     DRIFT_LIST_LIMIT,
+    AdmissionPath,
     Condition,
     DriftEntry,
     DriftReason,
     DualStackPolicySpec,
     DualStackPolicyStatus,
     IPFamily,
+    Mode,
 )
+from dualstack_operator.settings import Admission
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,22 @@ def _condition(
     )
 
 
+def admission_path(mode: Mode, admission: Admission | None) -> AdmissionPath | None:
+    """What status.admission says for a policy in this mode under this mechanism."""
+    if admission == Admission.WEBHOOK:
+        return AdmissionPath.WEBHOOK
+    if admission == Admission.POLICY:
+        if mode == Mode.AUDIT:
+            return AdmissionPath.VALIDATING_ADMISSION_POLICY
+        return AdmissionPath.MUTATING_ADMISSION_POLICY
+    return None
+
+
 def build_status(
-    plan: PolicyPlan, cluster: Sequence[IPFamily], now: datetime.datetime | None = None
+    plan: PolicyPlan,
+    cluster: Sequence[IPFamily],
+    now: datetime.datetime | None = None,
+    admission: Admission | None = None,
 ) -> dict[str, Any]:
     """The policy's status from its decisions (pure; compared before any write)."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -185,6 +202,7 @@ def build_status(
             driftedServices=summary.drifted,
             excludedServices=summary.excluded,
             drift=drift,
+            admission=admission_path(policy.spec.mode, admission),
             conditions=[ready, compliant],
         )
     )

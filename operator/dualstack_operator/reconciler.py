@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from dualstack_operator import models
+from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import Views
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import ApiError, Conflict, NotFound, Rejected
@@ -30,7 +31,7 @@ from dualstack_operator.plan import (
     status_differs,
 )
 from dualstack_operator.queue import WorkQueue
-from dualstack_operator.settings import ReconcileSettings
+from dualstack_operator.settings import Admission, ReconcileSettings
 
 log = logging.getLogger("dualstack_operator")
 
@@ -67,8 +68,12 @@ class Reconciler:
         metrics: Metrics,
         queue: WorkQueue,
         clock: Callable[[], float] = time.monotonic,
+        admission: Admission | None = None,
+        native: NativeAdmission | None = None,
     ) -> None:
         self.settings = settings
+        self.admission = admission  # what status.admission reports
+        self.native = native  # the native admission objects, kept (or removed) per namespace
         self.views = views
         self.writer = writer
         self.metrics = metrics
@@ -104,8 +109,33 @@ class Reconciler:
             log.exception("reconciling namespace %s failed; retrying in %.0fs", namespace, delay)
             self.queue.requeue_after(namespace, delay)
 
+    async def refresh_admission(self) -> set[str]:
+        """Re-reads the native admission objects; the namespaces that have some."""
+        if self.native is None:
+            return set()
+        try:
+            await self.native.refresh()
+        except ApiError as err:
+            self.metrics.error("admission")
+            log.warning("cannot list the native admission objects: %s", err)
+        return self.native.namespaces()
+
+    async def _sync_admission(
+        self, namespace: str, policies: list[PolicyView], cluster: list[IPFamily]
+    ) -> Admission | None:
+        """The namespace's admission objects first; the mechanism in effect for its status."""
+        if self.native is None:
+            return self.admission
+        if await self.native.sync_guarded(namespace, policies, cluster):
+            return self.admission
+        self.metrics.error("admission")
+        self.queue.requeue_after(namespace, self.settings.error_retry_seconds)
+        return None if self.admission == Admission.POLICY else self.admission
+
     async def reconcile(self, namespace: str) -> None:
         policies = self.views.policies_in(namespace)
+        cluster = list(self.views.cluster.families)
+        admission = await self._sync_admission(namespace, policies, cluster)
         names = {p.name for p in policies}
         gone = [k for k in self.summaries if k[0] == namespace and k[1] not in names]
         for key in gone:
@@ -121,13 +151,16 @@ class Reconciler:
             return  # nothing is rolled back
         # A snapshot: the cache moves on while this pass awaits its writes.
         services = dict(self.views.services.in_namespace(namespace))
-        cluster = list(self.views.cluster.families)
         for plan in plan_namespace(policies, services.values(), cluster):
             with self.metrics.duration.labels("policy").time():
-                await self._reconcile_policy(plan, services, cluster)
+                await self._reconcile_policy(plan, services, cluster, admission)
 
     async def _reconcile_policy(
-        self, plan: PolicyPlan, services: Mapping[str, ServiceView], cluster: list[IPFamily]
+        self,
+        plan: PolicyPlan,
+        services: Mapping[str, ServiceView],
+        cluster: list[IPFamily],
+        admission: Admission | None,
     ) -> None:
         triage = self.ledger.triage(plan.decisions, services)
         outcomes = await asyncio.gather(*(self._remediate(plan.policy, j) for j in triage.jobs))
@@ -142,7 +175,8 @@ class Reconciler:
             return  # one status write once the dust settles, not one per pass
         settled = plan.with_overrides(held)
         self.summaries[(plan.policy.namespace, plan.policy.name)] = settled.summary()
-        await self._write_status(plan.policy, build_status(settled, cluster))
+        status = build_status(settled, cluster, admission=admission)
+        await self._write_status(plan.policy, status)
 
     async def _remediate(self, policy: PolicyView, job: Job) -> bool | Rejection:
         """True: accepted (or to be retried soon); False: moot; a Rejection: refused."""
@@ -226,13 +260,16 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
     await views.services.synced.wait()
     await views.policies_ready.wait()
     first = True
-    queue.mark_many(views.policy_namespaces())  # the first pass covers everything
+    # The first pass covers everything, admission objects left without a policy too.
+    queue.mark_many({*views.policy_namespaces(), *await reconciler.refresh_admission()})
     while True:
         batch = await queue.get()
         namespaces = set(batch.namespaces)
         full = first or batch.resync
         if batch.resync:
             namespaces |= set(views.policy_namespaces())
+            if not first:
+                namespaces |= await reconciler.refresh_admission()
         if not await gate.is_active():
             # A standby: look again later (kopf's peering decides when we take over).
             for namespace in namespaces:

@@ -6,8 +6,16 @@ The command line fills these; tests build them directly with small intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 DEFAULT_REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Admission(StrEnum):
+    """The mechanism that makes new Services born compliant (``run --admission``)."""
+
+    POLICY = "policy"  # native MutatingAdmissionPolicies, applied by the API server
+    WEBHOOK = "webhook"  # the operator's mutating webhook
 
 
 @dataclass(frozen=True)
@@ -49,3 +57,4 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     peering: PeeringSettings | None = None  # None: standalone, one replica
+    admission: Admission | None = None  # None: no admission; the reconciler fixes new Services
