@@ -73,6 +73,15 @@ AUDIT_POLICY = {
                     "group": "dualstack.dev",
                     "resources": ["dualstackpolicies", "dualstackpolicies/status"],
                 },
+                {
+                    "group": "admissionregistration.k8s.io",
+                    "resources": [
+                        "mutatingadmissionpolicies",
+                        "mutatingadmissionpolicybindings",
+                        "validatingadmissionpolicies",
+                        "validatingadmissionpolicybindings",
+                    ],
+                },
             ],
         },
         {"level": "None"},
@@ -402,7 +411,7 @@ class LocalCluster:
         return stopped
 
     def audit_events(self) -> list[dict[str, Any]]:
-        """Completed write requests to Services and policies, oldest first."""
+        """Completed operator writes (Services, policies, admission objects), oldest first."""
         path = self.state_dir / AUDIT_LOG
         if not path.exists():
             return []

@@ -7,6 +7,12 @@ table computed by ``admission.creation_patch`` (the webhook's and, through it, t
 reconciler's decision) over every shape the IP-family fields of a new Service can
 take; CEL only picks the winning policy (the same selector chain as
 ``plan.plan_namespace``) and looks the answer up.
+
+One difference from the webhook is the API server's, not ours: a validating policy
+runs after the server has defaulted ``ipFamilyPolicy`` and ``ipFamilies``, so an
+Audit warning judges the fields the Service will be stored with, where the
+webhook (before defaulting) judges the fields the request set. A Service whose
+defaults already satisfy the policy gets a warning from the webhook only.
 """
 
 from __future__ import annotations
@@ -145,7 +151,10 @@ def tables(ordered: Sequence[PolicyView], cluster: Sequence[IPFamily]) -> Tables
                 continue
             key = f"{policy.name}|{shape_key(field_policy, families)}"
             if spec.mode == Mode.AUDIT:
-                warnings[key] = audit_warning(policy.name, wanted)
+                # Validating admission sees the Service after the server's defaulting:
+                # both fields are always set by then, and the warning judges them.
+                if field_policy is not None and families:
+                    warnings[key] = audit_warning(policy.name, wanted)
                 continue
             set_policy[key] = str(wanted["ipFamilyPolicy"])
             if "ipFamilies" in wanted:

@@ -1,4 +1,9 @@
-"""Services born compliant: the real API server calls the operator's webhook."""
+"""Services born compliant, on both admission paths the operator offers.
+
+``policy``: native MutatingAdmissionPolicies that the real API server applies itself
+(v1.36+). ``webhook``: the real API server calls the operator's webhook (older
+clusters). Every behaviour of admission is checked on both.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,33 @@ from typing import Any
 import pytest
 
 from dualstack_operator.admission import CONFIGURATION_NAME
+from dualstack_operator.native_admission import object_name
 from localcluster import LocalCluster, free_port
-from support.audit import operator_writes, service_patches
+from support.audit import admission_writes, operator_writes, service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
-from support.operator_proc import OperatorProcess
+from support.operator_proc import OperatorProcess, after_next_pass
 
 pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
+MECHANISMS = ["policy", "webhook"]
+NATIVE_KINDS = (
+    "mutatingadmissionpolicy",
+    "mutatingadmissionpolicybinding",
+    "validatingadmissionpolicy",
+    "validatingadmissionpolicybinding",
+)
 
 
 def start_with_webhook(
     start_operator: StartOperator, cluster: LocalCluster, k: Kubectl
 ) -> OperatorProcess:
     operator = start_operator(
-        cluster, k, "--admission", "--webhook-address=127.0.0.1", f"--webhook-port={free_port()}"
+        cluster,
+        k,
+        "--admission=webhook",
+        "--webhook-address=127.0.0.1",
+        f"--webhook-port={free_port()}",
     )
     admin = Kubectl(k.binary, k.kubeconfig)
 
@@ -46,38 +63,70 @@ def start_with_webhook(
     return operator
 
 
+def start_with(
+    mechanism: str, start_operator: StartOperator, cluster: LocalCluster, k: Kubectl
+) -> OperatorProcess:
+    if mechanism == "webhook":
+        return start_with_webhook(start_operator, cluster, k)
+    return start_operator(cluster, k, "--admission=policy")
+
+
 def _port(operator: OperatorProcess) -> str:
     return next(a.split("=", 1)[1] for a in operator.args if a.startswith("--webhook-port="))
 
 
-def wait_until_webhook_shapes(k: Kubectl) -> None:
-    """The webhook sees a new policy a moment after it exists: probe until it acts."""
-    wait_for(
-        "the webhook to shape new Services",
-        lambda: (
-            born(k, f"probe-{int(time.monotonic() * 1000) % 100000}")["spec"]["ipFamilies"]
-            == ["IPv6", "IPv4"]
-        ),
-    )
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.monotonic_ns() % 10**7}"
 
 
-def born(k: Kubectl, name: str, **spec: Any) -> dict[str, Any]:
+def wait_until_admission_shapes(k: Kubectl, **labels: str) -> None:
+    """Admission sees a new policy a moment after it exists (the webhook once the
+    operator indexed it; native policies once the operator wrote them and the API
+    server loaded them): probe until it acts."""
+
+    def shaped() -> bool:
+        probe = service(unique("probe"), selector={"app": "probe"})
+        probe["metadata"]["labels"] = labels
+        return bool(k.create(probe)["spec"]["ipFamilies"] == ["IPv6", "IPv4"])
+
+    wait_for("admission to shape new Services", shaped)
+
+
+def born(
+    k: Kubectl, name: str, labels: dict[str, str] | None = None, **spec: Any
+) -> dict[str, Any]:
     """Creates a Service the way a chart would (no family fields), returns what was stored."""
-    return dict(k.create(service(name, selector={"app": name}, **spec)))
+    manifest = service(name, selector={"app": name}, **spec)
+    if labels:
+        manifest["metadata"]["labels"] = labels
+    return dict(k.create(manifest))
 
 
+def native_objects(k: Kubectl) -> dict[str, Any]:
+    """This namespace's native admission objects that exist, by kind."""
+    admin = Kubectl(k.binary, k.kubeconfig)
+    found = {}
+    for kind in NATIVE_KINDS:
+        out = admin.run(
+            "get", kind, object_name(k.namespace or ""), "--ignore-not-found", "-o", "json"
+        )
+        if out.strip():
+            found[kind] = json.loads(out)
+    return found
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_service_is_born_ipv6_first_and_never_written_again(
-    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    start_with_webhook(start_operator, dual_cluster, dual)
+    start_with(mechanism, start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
 
-    # The webhook may see the policy a moment after it exists: the first Service
-    # created after the operator has it indexed is the one judged.
+    # Admission may act a moment after the policy exists: the first Service created
+    # once it does is the one judged.
     def created_ipv6_first() -> dict[str, Any] | None:
-        name = f"web-{int(time.monotonic() * 1000) % 100000}"
-        svc = born(dual, name)
+        svc = born(dual, unique("web"))
         return svc if svc["spec"]["ipFamilies"] == ["IPv6", "IPv4"] else None
 
     svc = wait_for("a Service born IPv6-first", created_ipv6_first)
@@ -103,46 +152,65 @@ def test_service_is_born_ipv6_first_and_never_written_again(
     assert name not in service_patches(operator_writes(dual_cluster, dual.namespace or ""))
 
 
-def test_reconciler_and_webhook_agree(
-    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_reconciler_and_admission_agree(
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    start_with_webhook(start_operator, dual_cluster, dual)
+    start_with(mechanism, start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
-    wait_until_webhook_shapes(dual)
+    wait_until_admission_shapes(dual)
     for i in range(5):
         born(dual, f"svc{i}")
         born(dual, f"hl{i}", clusterIP="None")
+        born(dual, f"np{i}", type="NodePort")
+    born(dual, "own-fields", ipFamilyPolicy="SingleStack", ipFamilies=["IPv4"])
     total = len(dual.get("services")["items"])
     status = status_when(dual, lambda s: s.get("matchedServices") == total)
     assert (status["compliantServices"], status["driftedServices"]) == (total, 0)
     assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {}
 
 
-def test_namespace_without_policy_is_untouched(
-    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_status_names_the_admission_path(
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    start_with_webhook(start_operator, dual_cluster, dual)
+    start_with(mechanism, start_operator, dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    expected = "MutatingAdmissionPolicy" if mechanism == "policy" else "Webhook"
+    status_when(dual, lambda s: s.get("admission") == expected)
+    table = dual.run("get", "dsp", "default")
+    assert "ADMISSION" in table.splitlines()[0]
+    assert expected in table.splitlines()[1]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_namespace_without_policy_is_untouched(
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    start_with(mechanism, start_operator, dual_cluster, dual)
     svc = born(dual, "plain")
     assert (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"]) == ("SingleStack", ["IPv4"])
+    assert native_objects(dual) == {}
 
 
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_audit_policy_warns_and_changes_nothing(
-    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    start_with_webhook(start_operator, dual_cluster, dual)
+    start_with(mechanism, start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"], mode="Audit"))
-    status_when(dual, lambda s: "matchedServices" in s)
+    expected = "ValidatingAdmissionPolicy" if mechanism == "policy" else "Webhook"
+    status_when(dual, lambda s: s.get("admission") == expected)
 
     def warned() -> str | None:
-        name = f"audited-{int(time.monotonic() * 1000) % 100000}"
         proc = dual.run_full(
             "create",
             "-f",
             "-",
             "-o",
             "json",
-            stdin=json.dumps(service(name, selector={"app": "a"})),
+            stdin=json.dumps(service(unique("audited"), selector={"app": "a"})),
         )
         stored = json.loads(proc.stdout)
         assert stored["spec"]["ipFamilies"] == ["IPv4"], "Audit never mutates"
@@ -150,21 +218,192 @@ def test_audit_policy_warns_and_changes_nothing(
 
     warning = wait_for("an admission warning", warned)
     assert "Warning:" in warning
+    assert "DualStackPolicy default (Audit) would set" in warning
     assert "ipFamilyPolicy=RequireDualStack ipFamilies=IPv6,IPv4" in warning
+    if mechanism == "policy":
+        assert set(native_objects(dual)) == {
+            "validatingadmissionpolicy",
+            "validatingadmissionpolicybinding",
+        }, "Audit compiles to a warning, never to a mutation"
 
 
+@pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_opted_out_and_external_name_pass_through(
-    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    start_with_webhook(start_operator, dual_cluster, dual)
+    start_with(mechanism, start_operator, dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
-    wait_until_webhook_shapes(dual)
+    wait_until_admission_shapes(dual)
     opted = service("legacy", selector={"app": "l"})
     opted["metadata"]["annotations"] = {"dualstack.dev/ignore": "true"}
     assert dual.create(opted)["spec"]["ipFamilies"] == ["IPv4"]
     ext = dual.create(service("ext", type="ExternalName", externalName="example.com"))
     assert "ipFamilies" not in ext["spec"]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_services_outside_the_selector_are_untouched(
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    start_with(mechanism, start_operator, dual_cluster, dual)
+    selector = {
+        "matchLabels": {"tier": "web"},
+        "matchExpressions": [{"key": "legacy", "operator": "DoesNotExist"}],
+    }
+    dual.create(
+        dsp(
+            ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"], serviceSelector=selector
+        )
+    )
+    status_when(dual, lambda s: "matchedServices" in s)
+    wait_until_admission_shapes(dual, tier="web")
+    assert born(dual, "web", {"tier": "web"})["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert born(dual, "db", {"tier": "db"})["spec"]["ipFamilies"] == ["IPv4"]
+    assert born(dual, "bare")["spec"]["ipFamilies"] == ["IPv4"]
+    old = born(dual, "old", {"tier": "web", "legacy": "yes"})
+    assert old["spec"]["ipFamilies"] == ["IPv4"]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_conflicting_policies_the_oldest_decides(
+    mechanism: str, dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    start_with(mechanism, start_operator, dual_cluster, dual)
+    # Named so that name order and age order disagree: age must decide.
+    older = dual.create(
+        dsp("z-older", ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"])
+    )
+    created = older["metadata"]["creationTimestamp"]
+    wait_for(
+        "the API server's clock to pass the older policy's second",
+        lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > created,
+    )
+    dual.create(dsp("a-newer", ipFamilyPolicy="SingleStack", ipFamilies=["IPv4"]))
+    newer = dual.get("dsp", "a-newer")
+    assert newer["metadata"]["creationTimestamp"] > created
+    status_when(dual, lambda s: "matchedServices" in s, name="a-newer")
+    wait_until_admission_shapes(dual)
+    svc = born(dual, "contested")
+    assert (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"]) == (
+        "RequireDualStack",
+        ["IPv6", "IPv4"],
+    )
+    status = status_when(
+        dual,
+        lambda s: any(d["service"] == "contested" for d in s.get("drift") or []),
+        name="a-newer",
+    )
+    assert {d["reason"] for d in status["drift"]} == {"Conflict"}
+    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {}
+
+
+def test_born_compliant_while_the_operator_is_stopped(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """The API server applies native policies itself: no operator in the admission path."""
+    operator = start_with("policy", start_operator, dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    assert operator.stop() == 0
+    svc = born(dual, "while-stopped")
+    assert (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"]) == (
+        "RequireDualStack",
+        ["IPv6", "IPv4"],
+    )
+    assert ":" in svc["spec"]["clusterIP"]
+
+
+def test_native_objects_follow_the_policies_and_go_with_them(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    start_with("policy", start_operator, dual_cluster, dual)
+    name = object_name(dual.namespace or "")
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    assert set(native_objects(dual)) == {
+        "mutatingadmissionpolicy",
+        "mutatingadmissionpolicybinding",
+    }
+
+    # A changed policy changes what new Services get.
+    dual.patch("dsp", "default", {"spec": {"ipFamilies": ["IPv4", "IPv6"]}})
+    wait_for(
+        "new Services to follow the changed policy",
+        lambda: born(dual, unique("after"))["spec"]["ipFamilies"] == ["IPv4", "IPv6"],
+    )
+    # An Audit policy beside it brings the validating pair.
+    dual.create(dsp("watch", ipFamilyPolicy="SingleStack", mode="Audit"))
+    wait_for("the validating pair", lambda: len(native_objects(dual)) == 4)
+
+    dual.run("delete", "dsp", "default", "watch")
+    wait_for("the admission objects to go with the policies", lambda: native_objects(dual) == {})
+    assert born(dual, "after-delete")["spec"]["ipFamilies"] == ["IPv4"]
+    writes = admission_writes(dual_cluster, name)
+    assert writes[("mutatingadmissionpolicies", "delete")] == 1
+    assert writes[("validatingadmissionpolicies", "delete")] == 1
+
+
+def test_native_objects_are_harmless_and_quiet(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    operator = start_with("policy", start_operator, dual_cluster, dual)
+    name = object_name(dual.namespace or "")
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    objects = native_objects(dual)
+    policy = objects["mutatingadmissionpolicy"]
+    assert policy["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dualstack-operator"
+    assert policy["spec"]["failurePolicy"] == "Ignore", "never blocks Service creation"
+    assert policy["spec"]["matchConstraints"]["resourceRules"] == [
+        {
+            "operations": ["CREATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["services"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert {c["name"] for c in policy["spec"]["matchConditions"]} == {
+        "not-external-name",
+        "not-opted-out",
+    }
+    binding = objects["mutatingadmissionpolicybinding"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": dual.namespace}
+    }
+    written = admission_writes(dual_cluster, name)
+    assert sum(written.values()) == 2, written
+
+    # Steady state: restarts and passes write nothing more.
+    operator.stop()
+    operator = start_with("policy", start_operator, dual_cluster, dual)
+    after_next_pass(operator, lambda: born(dual, "nudge"))
+    assert admission_writes(dual_cluster, name) == written
+
+
+def test_switching_admission_off_removes_the_native_objects(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    operator = start_with("policy", start_operator, dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    operator.stop()
+    off = start_operator(dual_cluster, dual)  # no --admission
+    wait_for("the native objects to be removed", lambda: native_objects(dual) == {})
+    status_when(dual, lambda s: "matchedServices" in s and "admission" not in s)
+    assert "ADMISSION" in dual.run("get", "dsp").splitlines()[0]
+    off.stop()
+
+
+def test_auto_prefers_native_policies_where_served(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    operator = start_operator(dual_cluster, dual, "--admission")
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    status_when(dual, lambda s: s.get("admission") == "MutatingAdmissionPolicy")
+    assert "admission: native MutatingAdmissionPolicies" in operator.log()
+    assert "mutatingadmissionpolicy" in native_objects(dual)
 
 
 def test_webhook_is_configured_to_be_harmless(

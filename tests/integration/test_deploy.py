@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from localcluster import REPO, LocalCluster, free_port
 from support.kube import Kubectl, dsp, service, status_when, wait_for
@@ -157,6 +160,11 @@ def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
         ("create", "events"),
         ("patch", "clusterkopfpeerings.kopf.dev"),
         ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+        ("delete", "mutatingwebhookconfigurations.admissionregistration.k8s.io/dualstack-operator"),
+        ("create", "mutatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("update", "mutatingadmissionpolicybindings.admissionregistration.k8s.io"),
+        ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
+        ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
     ]:
         args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}", "--all-namespaces"]
         assert installed.run(*args).strip() == "yes", (verb, resource)
@@ -164,10 +172,11 @@ def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
     assert not [r for r in rules if "*" in r["verbs"] or "*" in r["resources"]]
 
 
+@pytest.mark.parametrize("admission", ["policy", "webhook"])
 def test_operator_runs_as_its_service_account(
-    installed: Kubectl, dual_cluster: LocalCluster, dual: Kubectl, tmp_path: Path
+    admission: str, installed: Kubectl, dual_cluster: LocalCluster, dual: Kubectl, tmp_path: Path
 ) -> None:
-    """Sufficient: reconcile, status, events, peering and the webhook, all as the SA."""
+    """Sufficient: reconcile, status, events, peering and admission, all as the SA."""
     kubeconfig = sa_kubeconfig(installed, dual_cluster, tmp_path / "sa.kubeconfig")
     dual.create(service("web", selector={"app": "web"}))
     operator = OperatorProcess(
@@ -176,7 +185,7 @@ def test_operator_runs_as_its_service_account(
         tmp_path / "op.log",
         (
             "--peering=dualstack-operator",
-            "--admission",
+            f"--admission={admission}",
             "--webhook-address=127.0.0.1",
             f"--webhook-port={free_port()}",
         ),
@@ -191,7 +200,7 @@ def test_operator_runs_as_its_service_account(
         peering = dual.get("kopfpeerings.kopf.dev", "dualstack-operator")
         assert peering.get("status"), "kopf keeps its peer record as the SA"
         wait_for(
-            "a Service born IPv6-first through the webhook",
+            f"a Service born IPv6-first through admission ({admission})",
             lambda: (
                 dual.create(service(f"n{time.monotonic_ns() % 10**6}", selector={"app": "n"}))[
                     "spec"
@@ -268,3 +277,39 @@ def test_deployment_shape_for_ha(binaries: Path) -> None:
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
     assert docs[("PodDisruptionBudget", "dualstack-operator")]["spec"]["minAvailable"] == 1
+
+
+@pytest.mark.parametrize(
+    ("component", "flag", "added"),
+    [
+        ("native-admission", "--admission=policy", set()),
+        (
+            "admission",
+            "--admission=webhook",
+            {"Certificate/dualstack-operator-webhook", "Service/dualstack-operator-webhook"},
+        ),
+    ],
+)
+def test_admission_components_render(
+    component: str, flag: str, added: set[str], binaries: Path, tmp_path: Path
+) -> None:
+    """An overlay as the README shows it: the native path needs no certificate or Service."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = Path(os.path.relpath(MANIFESTS, overlay))
+    (overlay / "kustomization.yaml").write_text(
+        f"resources: [{base}]\ncomponents: [{base / component}]\n"
+    )
+    plain = Kubectl(binaries / "kubectl", tmp_path / "unused")
+    out = plain.run("kustomize", str(overlay))
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert flag in args
+    assert [a for a in args if a.startswith("--admission")] == [flag]
+
+    def names(objects: list[dict[str, Any]]) -> set[str]:
+        return {f"{d['kind']}/{d['metadata']['name']}" for d in objects if d["kind"] != "Issuer"}
+
+    without = [d for d in yaml.safe_load_all(plain.run("kustomize", str(MANIFESTS))) if d]
+    assert names(docs) - names(without) == added
