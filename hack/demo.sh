@@ -56,7 +56,9 @@ echo "What the operator could not fix, and why (status.drift):"
 echo
 "$kubectl" get events -n shop --field-selector reason=Remediated -o custom-columns='SERVICE:.involvedObject.name,EVENT:.message'
 
-step "A Service created now is born IPv6-first: the admission webhook (--admission) shapes it"
+step "A Service created now is born IPv6-first: admission (--admission) shapes it"
+echo "The API server applies the policy compiled into a native MutatingAdmissionPolicy:"
+"$kubectl" get mutatingadmissionpolicies,mutatingadmissionpolicybindings -l app.kubernetes.io/managed-by=dualstack-operator
 "$kubectl" create service clusterip newcomer -n shop --tcp=80
 "$kubectl" get service -n shop newcomer -o custom-columns='SERVICE:.metadata.name,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 
