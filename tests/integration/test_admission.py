@@ -344,6 +344,19 @@ def test_native_objects_follow_the_policies_and_go_with_them(
     assert writes[("validatingadmissionpolicies", "delete")] == 1
 
 
+def test_objects_of_a_policy_deleted_while_stopped_go_at_the_next_start(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """With no policy left there is no policy event at all: the start must still look."""
+    operator = start_with("policy", start_operator, dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    operator.stop()
+    dual.run("delete", "dsp", "default")
+    start_with("policy", start_operator, dual_cluster, dual)
+    wait_for("the orphaned admission objects to be removed", lambda: native_objects(dual) == {})
+
+
 def test_native_objects_are_harmless_and_quiet(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
