@@ -160,15 +160,22 @@ def test_reconciler_and_admission_agree(
     dual.create(dsp(ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: "matchedServices" in s)
     wait_until_admission_shapes(dual)
+    ours = []
     for i in range(5):
-        born(dual, f"svc{i}")
-        born(dual, f"hl{i}", clusterIP="None")
-        born(dual, f"np{i}", type="NodePort")
-    born(dual, "own-fields", ipFamilyPolicy="SingleStack", ipFamilies=["IPv4"])
+        ours += [
+            born(dual, f"svc{i}")["metadata"]["name"],
+            born(dual, f"hl{i}", clusterIP="None")["metadata"]["name"],
+            born(dual, f"np{i}", type="NodePort")["metadata"]["name"],
+        ]
+    ours.append(
+        born(dual, "own", ipFamilyPolicy="SingleStack", ipFamilies=["IPv4"])["metadata"]["name"]
+    )
     total = len(dual.get("services")["items"])
     status = status_when(dual, lambda s: s.get("matchedServices") == total)
-    assert (status["compliantServices"], status["driftedServices"]) == (total, 0)
-    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {}
+    # (Probes created before admission acted are the reconciler's, and may drift.)
+    assert not {d["service"] for d in status.get("drift") or []} & set(ours)
+    patched = service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    assert not set(patched) & set(ours), patched
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -338,7 +345,11 @@ def test_native_objects_follow_the_policies_and_go_with_them(
 
     dual.run("delete", "dsp", "default", "watch")
     wait_for("the admission objects to go with the policies", lambda: native_objects(dual) == {})
-    assert born(dual, "after-delete")["spec"]["ipFamilies"] == ["IPv4"]
+    # The API server drops a deleted policy a moment later (its informer).
+    wait_for(
+        "new Services to get the server's defaults again",
+        lambda: born(dual, unique("after-delete"))["spec"]["ipFamilies"] == ["IPv4"],
+    )
     writes = admission_writes(dual_cluster, name)
     assert writes[("mutatingadmissionpolicies", "delete")] == 1
     assert writes[("validatingadmissionpolicies", "delete")] == 1

@@ -103,6 +103,7 @@ def test_printer_columns(dual: Kubectl) -> None:
         "COMPLIANT",
         "DRIFTED",
         "READY",
+        "ADMISSION",
         "AGE",
     ]
     assert row.split()[:4] == ["p", "RequireDualStack", '["IPv6","IPv4"]', "Enforce"]
