@@ -105,10 +105,12 @@ def start_operator(
     """Starts the operator for a test's namespace; stops it (by PID) at teardown."""
     started: list[OperatorProcess] = []
 
-    def start(cluster: LocalCluster, kubectl: Kubectl, *args: str) -> OperatorProcess:
+    def start(
+        cluster: LocalCluster, kubectl: Kubectl, *args: str, env: dict[str, str] | None = None
+    ) -> OperatorProcess:
         assert kubectl.namespace
         log = tmp_path / f"operator-{len(started)}.log"
-        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log, args)
+        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log, args, env)
         proc.start()
         started.append(proc)
         return proc

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from dualstack_operator import __version__
+from dualstack_operator import __version__, plan_command
 from dualstack_operator.settings import (
     Admission,
     MetricsSettings,
@@ -112,8 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="a full pass over every policy this often, even without events (default: 300)",
     )
+    run.add_argument(
+        "--journal-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "dualstack-system",
+        metavar="NS",
+        help="where recreations (primaryFamilyChange: Recreate) are journaled before a "
+        "Service is deleted (default: $POD_NAMESPACE, else dualstack-system)",
+    )
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    plan_command.add_parser(sub)
     return parser
 
 
@@ -202,6 +210,7 @@ def settings_from(args: argparse.Namespace, admission: Admission | None = None) 
         metrics=MetricsSettings(args.metrics_address, args.metrics_port),
         peering=peering,
         admission=admission,
+        journal_namespace=args.journal_namespace,
     )
 
 
@@ -267,4 +276,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         _logging(args.log_format, args.verbose)
         return run(args)
+    if args.command == "plan":
+        return plan_command.run(args)
     return 2

@@ -16,6 +16,7 @@ from typing import Any
 
 from dualstack_operator.models import (
     IGNORE_ANNOTATION,
+    RECREATE_ANNOTATION,
     DriftReason,
     DualStackPolicySpec,
     IPFamily,
@@ -48,6 +49,7 @@ class ServiceView:
     headless: bool
     ip_family_policy: str | None
     ip_families: tuple[str, ...]
+    recreate: bool = False  # annotated dualstack.dev/recreate=true (a LoadBalancer's consent)
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ServiceView:
@@ -65,6 +67,7 @@ class ServiceView:
             headless=spec.get("clusterIP") == "None",
             ip_family_policy=intern(str(policy)) if policy else None,
             ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
+            recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
         )
 
 

@@ -29,6 +29,7 @@ from dualstack_operator.peering import PeeringGate
 from dualstack_operator.plan import PolicyView
 from dualstack_operator.queue import WorkQueue
 from dualstack_operator.reconciler import Reconciler, work
+from dualstack_operator.recreate import Recreator
 from dualstack_operator.settings import Admission, Settings
 
 log = logging.getLogger("dualstack_operator")
@@ -88,6 +89,7 @@ class App:
             queue,
             admission=settings.admission,
             native=native,
+            recreator=Recreator(self.api, settings.journal_namespace),
         )
         gate = PeeringGate(settings.peering, settings.namespaces, self.api, self.mark_policies)
         self.tasks = [

@@ -2,6 +2,10 @@
 
 RBAC the calls below need (the deployment manifests grant exactly these):
 - services: patch                      (patch_service)
+- services: get, delete, create        (read_service, delete_service, create_service: only
+  for primaryFamilyChange: Recreate)
+- configmaps: list, create, patch, delete  (the recreation journal, in the operator's
+  own namespace only)
 - services: create with dryRun=All     (probe_families; nothing is stored)
 - servicecidrs.networking.k8s.io: get  (service_cidr_families)
 - dualstackpolicies/status: patch      (patch_policy_status)
@@ -13,6 +17,7 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
 - services: list, watch               (list_services, watch_services: the Service cache)
+- servicecidrs, dualstackpolicies: list  (the plan command only; it needs nothing else)
 Watching policies (list, watch) is kopf's; any_policies lists one at start.
 
 Every failure leaves this module as one of ``errors``' typed ``ApiError``s.
@@ -35,10 +40,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from dualstack_operator import models
 from dualstack_operator.cache import ServicePage, WatchEvent
 from dualstack_operator.decision import ServiceView
-from dualstack_operator.errors import ApiError, classify
+from dualstack_operator.errors import ApiError, NotFound, classify
 from dualstack_operator.models import IPFamily
 from dualstack_operator.native_admission import Kind
 from dualstack_operator.peering import PeerRecord
+from dualstack_operator.plan import PolicyView
 
 MERGE_PATCH = "application/merge-patch+json"
 COMPONENT = "dualstack-operator"
@@ -234,6 +240,76 @@ class KubeAPI:
             )
         )
 
+    async def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The whole Service as the server has it, or None."""
+        try:
+            body = await _raw(
+                client.CoreV1Api(self.api).read_namespaced_service(
+                    name, namespace, _preload_content=False
+                )
+            )
+        except NotFound:
+            return None
+        found: dict[str, Any] = json.loads(body)
+        return found
+
+    async def delete_service(
+        self, namespace: str, name: str, uid: str, resource_version: str
+    ) -> None:
+        """Deletes exactly the Service we read: preconditions on its uid and version."""
+        options = {"preconditions": {"uid": uid, "resourceVersion": resource_version}}
+        await _raw(
+            client.CoreV1Api(self.api).delete_namespaced_service(
+                name, namespace, body=cast(Any, options), _preload_content=False
+            )
+        )
+
+    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                client.CoreV1Api(self.api).create_namespaced_service(
+                    namespace, cast(Any, body), field_manager=COMPONENT, _preload_content=False
+                )
+            )
+        )
+        return made
+
+    async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        doc = json.loads(
+            await _raw(
+                client.CoreV1Api(self.api).list_namespaced_config_map(
+                    namespace, label_selector=selector, _preload_content=False
+                )
+            )
+        )
+        return list(doc.get("items") or [])
+
+    async def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
+        await _raw(
+            client.CoreV1Api(self.api).create_namespaced_config_map(
+                namespace, cast(Any, body), field_manager=COMPONENT, _preload_content=False
+            )
+        )
+
+    async def label_configmap(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        await _raw(
+            client.CoreV1Api(self.api).patch_namespaced_config_map(
+                name,
+                namespace,
+                {"metadata": {"labels": labels}},
+                field_manager=COMPONENT,
+                _preload_content=False,
+                **_MERGE,
+            )
+        )
+
+    async def delete_configmap(self, namespace: str, name: str) -> None:
+        await _raw(
+            client.CoreV1Api(self.api).delete_namespaced_config_map(
+                name, namespace, _preload_content=False
+            )
+        )
+
     async def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await _raw(
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
@@ -307,6 +383,40 @@ class KubeAPI:
             )
         except ApiException as exc:
             raise _error(exc) from exc
+
+    async def list_policies(self, namespaces: tuple[str, ...]) -> list[PolicyView]:
+        """Every DualStackPolicy (in these namespaces, or anywhere), as views."""
+        custom = client.CustomObjectsApi(self.api)
+        views: list[PolicyView] = []
+        for ns in namespaces or (None,):
+            if ns:
+                call = custom.list_namespaced_custom_object(
+                    models.GROUP, models.VERSION, ns, models.PLURAL, _preload_content=False
+                )
+            else:
+                call = custom.list_cluster_custom_object(
+                    models.GROUP, models.VERSION, models.PLURAL, _preload_content=False
+                )
+            doc = json.loads(await _raw(call))
+            views += [PolicyView.from_body(item) for item in doc.get("items") or []]
+        return views
+
+    async def list_service_cidr_families(self) -> list[IPFamily] | None:
+        """The default ServiceCIDR's families by listing (the plan's only right), or None."""
+        try:
+            doc = json.loads(
+                await _raw(
+                    client.NetworkingV1Api(self.api).list_service_cidr(_preload_content=False)
+                )
+            )
+        except ApiError as err:
+            if err.status in (403, 404):
+                return None
+            raise
+        for item in doc.get("items") or []:
+            if (item.get("metadata") or {}).get("name") == "kubernetes":
+                return _families(list((item.get("spec") or {}).get("cidrs") or []))
+        return None
 
     async def any_policies(self, namespaces: tuple[str, ...]) -> bool:
         """Whether a DualStackPolicy exists (in these namespaces, or anywhere)."""

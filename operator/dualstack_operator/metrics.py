@@ -50,6 +50,7 @@ class Metrics:
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
     remediations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    recreations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -63,8 +64,9 @@ class Metrics:
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)
-        for kind in ("policy", "service", "admission"):
+        for kind in ("policy", "service"):
             self.duration.labels(kind)  # present from the start: no "No data"
+        for kind in ("policy", "service", "admission"):
             self.errors[kind] += 0
 
     def bind(self, state: State) -> None:
@@ -72,6 +74,9 @@ class Metrics:
 
     def remediated(self, namespace: str, policy: str, ok: bool) -> None:
         self.remediations[(namespace, policy, "success" if ok else "error")] += 1
+
+    def recreated(self, namespace: str, policy: str, ok: bool) -> None:
+        self.recreations[(namespace, policy, "success" if ok else "error")] += 1
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
@@ -103,6 +108,12 @@ class _Collector(Collector):
             "Service patches attempted, by whether the API server accepted them.",
             labels=["namespace", "policy", "result"],
         )
+        recreations = CounterMetricFamily(
+            "dualstack_recreations",
+            "Services deleted and created again for their primary family "
+            "(primaryFamilyChange: Recreate), by whether the new Service was created.",
+            labels=["namespace", "policy", "result"],
+        )
         present: set[tuple[str, str]] = set()
         for policy in self.state.policies():
             ns, name = policy.namespace, policy.name
@@ -123,6 +134,9 @@ class _Collector(Collector):
                 remediations.add_metric(
                     [ns, name, result], self.metrics.remediations[(ns, name, result)]
                 )
+                recreations.add_metric(
+                    [ns, name, result], self.metrics.recreations[(ns, name, result)]
+                )
             summary = self.state.summary(ns, name)
             if summary is None:
                 continue  # not reconciled yet: no numbers rather than wrong ones
@@ -132,8 +146,9 @@ class _Collector(Collector):
             for reason in DriftReason:
                 drift.add_metric([ns, name, str(reason)], summary.reasons.get(reason, 0))
         # Deleted policies' counters go with them.
-        for key in [k for k in self.metrics.remediations if (k[0], k[1]) not in present]:
-            del self.metrics.remediations[key]
+        for counts in (self.metrics.remediations, self.metrics.recreations):
+            for key in [k for k in counts if (k[0], k[1]) not in present]:
+                del counts[key]
 
         families = GaugeMetricFamily(
             "dualstack_cluster_ip_families",
@@ -151,7 +166,7 @@ class _Collector(Collector):
         )
         for kind, count in sorted(self.metrics.errors.items()):
             errors.add_metric([kind], count)
-        yield from (services, drift, info, remediations, families, errors)
+        yield from (services, drift, info, remediations, recreations, families, errors)
 
 
 async def serve(metrics: Metrics, address: str, port: int) -> web.AppRunner:

@@ -19,6 +19,7 @@ PLURAL = "dualstackpolicies"
 SINGULAR = "dualstackpolicy"
 SHORT_NAMES = ["dsp"]
 IGNORE_ANNOTATION = "dualstack.dev/ignore"
+RECREATE_ANNOTATION = "dualstack.dev/recreate"  # a LoadBalancer's own consent to recreation
 DRIFT_LIST_LIMIT = 50
 
 
@@ -44,6 +45,11 @@ class AdmissionPath(StrEnum):
     MUTATING_ADMISSION_POLICY = "MutatingAdmissionPolicy"
     VALIDATING_ADMISSION_POLICY = "ValidatingAdmissionPolicy"
     WEBHOOK = "Webhook"
+
+
+class PrimaryFamilyChange(StrEnum):
+    REPORT = "Report"
+    RECREATE = "Recreate"
 
 
 class DriftReason(StrEnum):
@@ -139,7 +145,8 @@ class DualStackPolicySpec(BaseModel):
         description="Families in order of preference; the first is the primary. "
         "Absent: each Service keeps its primary family and gains the cluster's other "
         "one. The primary of a Service with a ClusterIP cannot change in place: such "
-        "Services are reported as PrimaryFamilyMismatch, never recreated.",
+        "Services are reported as PrimaryFamilyMismatch, and recreated only with "
+        "primaryFamilyChange: Recreate.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -153,6 +160,24 @@ class DualStackPolicySpec(BaseModel):
         default=Mode.ENFORCE,
         description="Enforce patches Services to match; Audit only reports drift "
         "and never writes to a Service.",
+    )
+    primary_family_change: PrimaryFamilyChange = Field(
+        default=PrimaryFamilyChange.REPORT,
+        alias="primaryFamilyChange",
+        description="What to do with a Service whose primary family is wrong (it cannot "
+        "change in place): Report it as PrimaryFamilyMismatch (default), or Recreate it: "
+        "delete it and create it again with the policy's families, keeping everything "
+        "else (its manifest is journaled first). ClusterIP and NodePort Services only; "
+        "a LoadBalancer only when it carries dualstack.dev/recreate=true itself, since "
+        "its external address may change. Enforce only.",
+    )
+    max_recreations_per_hour: int = Field(
+        default=10,
+        alias="maxRecreationsPerHour",
+        ge=1,
+        le=1000,
+        description="At most this many recreations per hour under this policy "
+        "(one at a time per namespace).",
     )
     service_selector: LabelSelector | None = Field(
         default=None,

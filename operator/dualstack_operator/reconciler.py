@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from dualstack_operator import models
+from dualstack_operator.admission import creation_patch
 from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import Views
-from dualstack_operator.decision import ServiceView
+from dualstack_operator.decision import Decision, ServiceView
 from dualstack_operator.errors import ApiError, Conflict, NotFound, Rejected
 from dualstack_operator.ledger import Job, Ledger, Rejection
 from dualstack_operator.metrics import Metrics
-from dualstack_operator.models import IPFamily
+from dualstack_operator.models import DriftReason, IPFamily, Mode, PrimaryFamilyChange
 from dualstack_operator.peering import PeeringGate
 from dualstack_operator.plan import (
     PolicyPlan,
@@ -31,6 +32,8 @@ from dualstack_operator.plan import (
     status_differs,
 )
 from dualstack_operator.queue import WorkQueue
+from dualstack_operator.recreate import Entry, Outcome, Recreator, describe
+from dualstack_operator.report import recreatable
 from dualstack_operator.settings import Admission, ReconcileSettings
 
 log = logging.getLogger("dualstack_operator")
@@ -70,10 +73,14 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         admission: Admission | None = None,
         native: NativeAdmission | None = None,
+        recreator: Recreator | None = None,
     ) -> None:
         self.settings = settings
         self.admission = admission  # what status.admission reports
         self.native = native  # the native admission objects, kept (or removed) per namespace
+        self.recreator = recreator  # primaryFamilyChange: Recreate (None: never recreates)
+        # Namespaces with a journaled recreation still to finish, and its failed attempts.
+        self.journaled: dict[str, int] = {}
         self.views = views
         self.writer = writer
         self.metrics = metrics
@@ -120,6 +127,70 @@ class Reconciler:
             log.warning("cannot list the native admission objects: %s", err)
         return self.native.namespaces()
 
+    async def refresh_journal(self) -> set[str]:
+        """Recreations a previous run journaled and did not finish: their namespaces."""
+        if self.recreator is None:
+            return set()
+        try:
+            entries = await self.recreator.pending()
+        except ApiError as err:
+            log.warning("cannot read the recreation journal: %s", err)
+            return set()
+        for entry in entries:
+            log.info(
+                "%s/%s: a journaled recreation to finish (policy %s)",
+                entry.namespace,
+                entry.service,
+                entry.policy,
+            )
+            self.journaled.setdefault(entry.namespace, 0)
+        return {entry.namespace for entry in entries}
+
+    async def _finish_recreations(self, namespace: str) -> bool:
+        """Finishes the namespace's journaled recreations; True while one is still open."""
+        assert self.recreator is not None
+        for entry in await self.recreator.pending(namespace):
+            outcome = await self.recreator.finish(entry)
+            await self._recreation_reported(entry, outcome)
+            if not outcome.done:
+                attempts = self.journaled.get(namespace, 0)
+                self.journaled[namespace] = attempts + 1
+                backoff = self.settings.reject_backoff
+                delay = backoff[min(attempts, len(backoff) - 1)]
+                self.queue.requeue_after(namespace, delay)
+                return True
+        self.journaled.pop(namespace, None)
+        return False
+
+    async def _recreation_reported(self, entry: Entry, outcome: Outcome) -> None:
+        """Log, metric and Events for one recreation attempt."""
+        assert self.recreator is not None
+        ns, name = entry.namespace, entry.service
+        fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
+        policy_ref = _ref(models.KIND, f"{models.GROUP}/{models.VERSION}", ns, entry.policy)
+        created = outcome.created
+        if outcome.done and created is not None:
+            self.metrics.recreated(ns, entry.policy, ok=True)
+            ips = (created.get("spec") or {}).get("clusterIPs") or []
+            message = (
+                f"{name} deleted and created again as {describe(fields)} by policy "
+                f"{entry.policy}: new clusterIPs {', '.join(ips)} (old uid {entry.old_uid})"
+            )
+            log.info("%s/%s recreated: %s", ns, name, message)
+            uid = str((created.get("metadata") or {}).get("uid", ""))
+            await self._event(_ref("Service", "v1", ns, name, uid), "Normal", "Recreated", message)
+            await self._event(policy_ref, "Normal", "Recreated", message)
+        elif outcome.done:
+            log.warning("%s/%s: %s", ns, name, outcome.message)
+            await self._event(
+                policy_ref, "Warning", "RecreateBlocked", f"{name}: {outcome.message}"
+            )
+        else:
+            self.metrics.recreated(ns, entry.policy, ok=False)
+            self.metrics.error("service")
+            log.warning("%s/%s: %s (the journal keeps its manifest)", ns, name, outcome.message)
+            await self._event(policy_ref, "Warning", "RecreateFailed", f"{name}: {outcome.message}")
+
     async def _sync_admission(
         self, namespace: str, policies: list[PolicyView], cluster: list[IPFamily]
     ) -> Admission | None:
@@ -150,10 +221,98 @@ class Reconciler:
                 )
             return  # nothing is rolled back
         # A snapshot: the cache moves on while this pass awaits its writes.
+        open_recreation = False
+        if self.recreator is not None and namespace in self.journaled:
+            open_recreation = await self._finish_recreations(namespace)
         services = dict(self.views.services.in_namespace(namespace))
         for plan in plan_namespace(policies, services.values(), cluster):
+            if self.recreator is not None and not open_recreation:
+                plan, open_recreation = await self._recreate_one(plan, services, cluster)
             with self.metrics.duration.labels("policy").time():
                 await self._reconcile_policy(plan, services, cluster, admission)
+
+    async def _recreate_one(
+        self, plan: PolicyPlan, services: Mapping[str, ServiceView], cluster: list[IPFamily]
+    ) -> tuple[PolicyPlan, bool]:
+        """Under a Recreate policy, recreates one Service whose primary family is wrong.
+
+        Returns the plan with the candidates' in-place patches taken out (a Service
+        about to be recreated is not patched first) and whether a recreation is open.
+        """
+        spec = plan.policy.spec
+        assert self.recreator is not None
+        if (
+            spec is None
+            or spec.mode != Mode.ENFORCE
+            or spec.primary_family_change != PrimaryFamilyChange.RECREATE
+        ):
+            return plan, False
+        policy = plan.policy
+        candidates: list[tuple[ServiceView, dict[str, Any]]] = []
+        overrides: dict[str, Decision] = {}
+        for name, decision in sorted(plan.decisions.items()):
+            svc = services.get(name)
+            if decision.reason != DriftReason.PRIMARY_FAMILY_MISMATCH or svc is None:
+                continue
+            if not recreatable(svc):
+                if svc.type == "LoadBalancer":
+                    overrides[name] = Decision(
+                        decision.state,
+                        decision.reason,
+                        decision.message + " (a LoadBalancer is recreated only with "
+                        "dualstack.dev/recreate=true on the Service)",
+                        decision.patch,
+                    )
+                continue
+            fields = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
+            if fields is None:
+                continue
+            candidates.append((svc, fields))
+            overrides[name] = Decision(
+                decision.state, decision.reason, decision.message + "; to be recreated", None
+            )
+        plan = plan.with_overrides(overrides)
+        if not candidates:
+            return plan, False
+        ns = policy.namespace
+        if self.recreator.budget_left(ns, policy.name, spec.max_recreations_per_hour) <= 0:
+            wait = self.recreator.next_slot_seconds(ns, policy.name)
+            self.queue.requeue_after(ns, wait + 1)
+            note = (
+                f"; the budget of {spec.max_recreations_per_hour} recreations per hour is "
+                f"used, next in {wait / 60:.0f} min"
+            )
+            return plan.with_overrides(
+                {
+                    svc.name: Decision(
+                        d.state, d.reason, d.message.replace("; to be recreated", note), None
+                    )
+                    for svc, _ in candidates
+                    for d in [plan.decisions[svc.name]]
+                }
+            ), False
+        svc, fields = candidates[0]
+        try:
+            outcome = await self.recreator.recreate(
+                ns, svc.name, policy.name, fields, spec.max_recreations_per_hour
+            )
+        except ApiError as err:  # the journal could not be written: nothing was deleted
+            self.metrics.recreated(ns, policy.name, ok=False)
+            self.metrics.error("service")
+            message = f"{svc.name}: not recreated, the journal could not be written: {err}"
+            log.warning("%s/%s", ns, message)
+            ref = _ref(models.KIND, f"{models.GROUP}/{models.VERSION}", ns, policy.name, policy.uid)
+            await self._event(ref, "Warning", "RecreateFailed", message)
+            self.queue.requeue_after(ns, self.settings.error_retry_seconds)
+            return plan, True
+        if outcome is None:
+            return plan, True  # the Service changed or went: its event brings a new pass
+        entry = outcome.entry or Entry(ns, svc.name, policy.name, "", {"spec": fields})
+        await self._recreation_reported(entry, outcome)
+        if not outcome.done:
+            self.journaled[ns] = 1
+            self.queue.requeue_after(ns, self.settings.reject_backoff[0])
+        return plan, True
 
     async def _reconcile_policy(
         self,
@@ -261,7 +420,13 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
     await views.policies_ready.wait()
     first = True
     # The first pass covers everything, admission objects left without a policy too.
-    queue.mark_many({*views.policy_namespaces(), *await reconciler.refresh_admission()})
+    queue.mark_many(
+        {
+            *views.policy_namespaces(),
+            *await reconciler.refresh_admission(),
+            *await reconciler.refresh_journal(),
+        }
+    )
     while True:
         batch = await queue.get()
         namespaces = set(batch.namespaces)

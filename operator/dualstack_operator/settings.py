@@ -58,3 +58,4 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     peering: PeeringSettings | None = None  # None: standalone, one replica
     admission: Admission | None = None  # None: no admission; the reconciler fixes new Services
+    journal_namespace: str = "dualstack-system"  # where recreations are journaled (ConfigMaps)

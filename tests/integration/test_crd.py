@@ -88,6 +88,8 @@ def test_good_input_is_stored_with_defaults_and_unknown_fields_pruned(dual: Kube
         "ipFamilyPolicy": "PreferDualStack",
         "ipFamilies": ["IPv6", "IPv4"],
         "mode": "Enforce",
+        "primaryFamilyChange": "Report",
+        "maxRecreationsPerHour": 10,
     }
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +14,7 @@ import pytest
 import yaml
 
 from localcluster import REPO, LocalCluster, free_port
-from support.kube import Kubectl, dsp, service, status_when, wait_for
+from support.kube import Kubectl, dsp, service, status_when, token_kubeconfig, wait_for
 from support.operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -66,32 +64,8 @@ def installed(dual_cluster: LocalCluster, binaries: Path) -> Kubectl:
 
 
 def sa_kubeconfig(admin: Kubectl, cluster: LocalCluster, path: Path) -> Path:
-    """A kubeconfig holding a token minted for the manifests' ServiceAccount (TokenRequest)."""
-    token = admin.run(
-        "create", "token", "dualstack-operator", "-n", "dualstack-system", "--duration=1h"
-    ).strip()
-    ca = (cluster.state_dir / "pki" / "ca.crt").read_bytes()
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {
-                            "server": cluster.server,
-                            "certificate-authority-data": base64.b64encode(ca).decode(),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "sa"}}],
-                "current-context": "local",
-            }
-        )
-    )
-    return path
+    """A kubeconfig for the manifests' ServiceAccount."""
+    return token_kubeconfig(admin, cluster, "dualstack-system", "dualstack-operator", path)
 
 
 def test_restricted_pod_security_admits_the_deployment_and_rejects_violations(
@@ -118,7 +92,7 @@ def test_restricted_pod_security_admits_the_deployment_and_rejects_violations(
     [
         ("get", "secrets"),
         ("list", "secrets"),
-        ("delete", "services"),
+        ("create", "configmaps"),  # only in its own namespace (the recreation journal)
         ("update", "services"),
         ("create", "pods"),
         ("delete", "dualstackpolicies.dualstack.dev"),
@@ -165,9 +139,12 @@ def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
         ("update", "mutatingadmissionpolicybindings.admissionregistration.k8s.io"),
         ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
         ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
+        ("delete", "services"),
     ]:
         args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}", "--all-namespaces"]
         assert installed.run(*args).strip() == "yes", (verb, resource)
+    journal = ["auth", "can-i", "create", "configmaps", f"--as={SA}", "-n", "dualstack-system"]
+    assert installed.run(*journal).strip() == "yes"
     rules = installed.get("clusterrole", "dualstack-operator")["rules"]
     assert not [r for r in rules if "*" in r["verbs"] or "*" in r["resources"]]
 

@@ -179,3 +179,34 @@ def status_when(
 def families(k: Kubectl, name: str) -> tuple[str | None, list[str]]:
     spec = k.get("service", name)["spec"]
     return spec.get("ipFamilyPolicy"), spec.get("ipFamilies", [])
+
+
+def token_kubeconfig(
+    admin: Kubectl, cluster: Any, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig holding a token minted for a ServiceAccount (TokenRequest)."""
+    import base64
+
+    token = admin.run("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    ca = (cluster.state_dir / "pki" / "ca.crt").read_bytes()
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {
+                            "server": cluster.server,
+                            "certificate-authority-data": base64.b64encode(ca).decode(),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "local", "context": {"cluster": "local", "user": "sa"}}],
+                "current-context": "local",
+            }
+        )
+    )
+    return path

@@ -19,8 +19,14 @@ class OperatorProcess:
     """``dualstack-operator run --namespace ...`` against a kubeconfig, stopped by PID."""
 
     def __init__(
-        self, kubeconfig: Path, namespaces: list[str], log_path: Path, args: tuple[str, ...] = ()
+        self,
+        kubeconfig: Path,
+        namespaces: list[str],
+        log_path: Path,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.env = env or {}
         self.metrics_port = free_port()
         self.liveness_port = free_port()
         self.args = (
@@ -45,7 +51,7 @@ class OperatorProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
                 start_new_session=True,
                 preexec_fn=set_pdeathsig,
             )
@@ -87,6 +93,13 @@ class OperatorProcess:
             if line.startswith('dualstack_reconcile_duration_seconds_count{kind="policy"}'):
                 return int(float(line.split()[-1]))
         return -1
+
+    def wait_exit(self, timeout: float = 60) -> int:
+        """Waits for the process to end by itself (a fault point); its exit code."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout=timeout)
+        self.proc = None
+        return code
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

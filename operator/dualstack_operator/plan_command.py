@@ -1,0 +1,163 @@
+"""``dualstack-operator plan`` (and ``kubectl dualstack plan``): read the cluster, print the plan.
+
+Read-only by construction: it lists Services (and DualStackPolicies unless given
+with ``-f``), and lists ServiceCIDRs for the cluster's families where allowed;
+nothing else is sent. With ``-f`` it needs no CRD and no right but listing Services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dualstack_operator import models
+from dualstack_operator.decision import ServiceView
+from dualstack_operator.errors import ApiError
+from dualstack_operator.kubeapi import KubeAPI
+from dualstack_operator.models import IPFamily
+from dualstack_operator.plan import PolicyView
+from dualstack_operator.report import RENDERERS, build_report
+
+
+class PlanInputError(Exception):
+    """A policy file the plan cannot use; the message says which and why."""
+
+
+def add_parser(sub: Any) -> None:
+    plan = sub.add_parser(
+        "plan",
+        help="read-only: what the policies would do to the cluster's Services",
+        description="What DualStackPolicies would do to the cluster's Services: patches, "
+        "recreations and their risks, exclusions and conflicts. Writes nothing.",
+    )
+    plan.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="only this namespace (repeatable; default: all namespaces)",
+    )
+    plan.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="evaluate the DualStackPolicies in this YAML file instead of the cluster's "
+        "(repeatable; a policy without a namespace applies to each -n namespace)",
+    )
+    plan.add_argument("-o", "--output", choices=sorted(RENDERERS), default="table")
+    plan.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
+
+
+def policies_from_files(
+    paths: Sequence[Path], namespaces: Sequence[str]
+) -> dict[str, list[PolicyView]]:
+    """DualStackPolicies from YAML files, by namespace; file order stands for age."""
+    out: dict[str, list[PolicyView]] = {}
+    index = 0
+    for path in paths:
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        except (OSError, yaml.YAMLError) as err:
+            raise PlanInputError(f"{path}: {err}") from err
+        for doc in docs:
+            if doc.get("kind") != models.KIND:
+                continue
+            meta = doc.get("metadata") or {}
+            name = meta.get("name") or f"policy-{index}"
+            targets = [meta["namespace"]] if meta.get("namespace") else list(namespaces)
+            if not targets:
+                raise PlanInputError(
+                    f"{path}: {models.KIND} {name} has no namespace: give one with -n"
+                )
+            for ns in targets:
+                body = {
+                    **doc,
+                    "metadata": {
+                        **meta,
+                        "name": name,
+                        "namespace": ns,
+                        "creationTimestamp": f"{index:08}",
+                    },
+                }
+                view = PolicyView.from_body(body)
+                if view.spec is None:
+                    raise PlanInputError(f"{path}: {models.KIND} {name}: {view.spec_error}")
+                out.setdefault(ns, []).append(view)
+            index += 1
+    if not out:
+        raise PlanInputError(f"no {models.KIND} in {', '.join(map(str, paths))}")
+    return out
+
+
+async def _services(api: KubeAPI, namespace: str | None) -> list[ServiceView]:
+    views: list[ServiceView] = []
+    token: str | None = None
+    while True:
+        page = await api.list_services(namespace, 500, token)
+        views += page.items
+        token = page.continue_token
+        if not token:
+            return views
+
+
+def infer_families(services: Sequence[ServiceView]) -> list[IPFamily]:
+    """Without ServiceCIDRs: the default/kubernetes Service's family first, then any seen."""
+    seen: list[str] = []
+    ordered = sorted(services, key=lambda s: (s.namespace, s.name) != ("default", "kubernetes"))
+    for svc in ordered:
+        for family in svc.ip_families:
+            if family not in seen:
+                seen.append(family)
+    return [IPFamily(f) for f in seen if f in {str(x) for x in IPFamily}]
+
+
+async def collect(args: argparse.Namespace) -> str:
+    api = KubeAPI(args.kubeconfig)
+    await api.connect()
+    try:
+        namespaces: list[str] = list(args.namespace)
+        if args.filename:
+            policies = policies_from_files(args.filename, namespaces)
+        else:
+            listed = await api.list_policies(tuple(namespaces))
+            policies = {}
+            for view in listed:
+                policies.setdefault(view.namespace, []).append(view)
+        if namespaces:
+            policies = {ns: v for ns, v in policies.items() if ns in namespaces}
+        services: dict[str, list[ServiceView]] = {}
+        scopes: Sequence[str | None] = sorted(policies) if namespaces or args.filename else [None]
+        everything: list[ServiceView] = []
+        for scope in scopes:
+            everything += await _services(api, scope)
+        for svc in everything:
+            services.setdefault(svc.namespace, []).append(svc)
+        cluster = await api.list_service_cidr_families()
+        if cluster is None:
+            cluster = infer_families(everything)
+        report = build_report(policies, services, cluster)
+        return RENDERERS[args.output](report)
+    finally:
+        await api.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        sys.stdout.write(asyncio.run(collect(args)))
+    except PlanInputError as err:
+        print(f"dualstack-operator plan: {err}", file=sys.stderr)
+        return 2
+    except ApiError as err:
+        print(f"dualstack-operator plan: the API server refused: {err}", file=sys.stderr)
+        return 1
+    return 0

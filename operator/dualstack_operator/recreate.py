@@ -1,0 +1,256 @@
+"""Opt-in recreation of Services whose primary family is wrong, with nothing lost.
+
+The API server never lets a ClusterIP Service change its primary family, so the
+only fix is a new Service of the same name. Before the delete, the Service's
+manifest (everything but what the server allocates) is journaled in a ConfigMap
+the operator owns; the entry goes only once the new Service exists. An operator
+killed in between finds the entry at its next start and finishes the job, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dualstack_operator.errors import ApiError, Conflict, NotFound
+
+log = logging.getLogger("dualstack_operator.recreate")
+
+OWNER_LABEL = "app.kubernetes.io/managed-by"
+OWNER = "dualstack-operator"
+JOURNAL_LABEL = "dualstack.dev/journal"  # "recreate"; "superseded" once the name was taken
+NAMESPACE_LABEL = "dualstack.dev/namespace"
+# Fields the server allocates or keeps for itself: a new Service gets its own.
+_SERVER_META = (
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+)
+_ALLOCATED_SPEC = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
+# Added by the cloud provider's controller once it has a load balancer: not ours to copy.
+_SERVER_FINALIZERS = ("service.kubernetes.io/load-balancer-cleanup",)
+FAULT_ENV = "DUALSTACK_FAULT_POINTS"
+
+
+def fault_point(name: str) -> None:
+    """A test hook: die right here (SIGKILL, no cleanup) if the environment asks for it."""
+    if name in os.environ.get(FAULT_ENV, "").split(","):
+        log.warning("fault point %s: killing the process", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def recreated_manifest(service: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The Service to create again: all of it but the allocated fields, with ``fields`` set.
+
+    Labels, annotations, owner references, ports with their nodePorts, selector,
+    session affinity, traffic policies, publishNotReadyAddresses... are kept as
+    they are; clusterIPs are left to the server (that is the point).
+    """
+    meta = {k: v for k, v in (service.get("metadata") or {}).items() if k not in _SERVER_META}
+    finalizers = [f for f in meta.pop("finalizers", None) or [] if f not in _SERVER_FINALIZERS]
+    if finalizers:
+        meta["finalizers"] = finalizers
+    spec = {k: v for k, v in (service.get("spec") or {}).items() if k not in _ALLOCATED_SPEC}
+    spec.update(fields)
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+def journal_name(namespace: str, name: str) -> str:
+    return f"recreate.{namespace}.{name}"
+
+
+class RecreateStore(Protocol):
+    """The calls recreation makes (``KubeAPI``)."""
+
+    async def read_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    async def delete_service(
+        self, namespace: str, name: str, uid: str, resource_version: str
+    ) -> None: ...
+
+    async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
+
+    async def create_configmap(self, namespace: str, body: dict[str, Any]) -> None: ...
+
+    async def label_configmap(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
+
+    async def delete_configmap(self, namespace: str, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journaled recreation: the manifest to create, and the Service it replaces."""
+
+    namespace: str
+    service: str
+    policy: str
+    old_uid: str
+    manifest: dict[str, Any]
+
+    @classmethod
+    def of(cls, configmap: Mapping[str, Any]) -> Entry:
+        data = configmap.get("data") or {}
+        manifest = json.loads(data["manifest"])
+        meta = manifest["metadata"]
+        return cls(meta["namespace"], meta["name"], data.get("policy", ""), data["uid"], manifest)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt did: ``done`` once the new Service exists; a message either way."""
+
+    done: bool
+    message: str
+    created: dict[str, Any] | None = None
+    entry: Entry | None = None
+
+
+class Recreator:
+    """Recreations with their journal, their per-policy budget, one at a time per namespace."""
+
+    def __init__(
+        self,
+        store: RecreateStore,
+        journal_namespace: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.journal_namespace = journal_namespace
+        self.clock = clock
+        self.recent: dict[tuple[str, str], deque[float]] = {}  # (ns, policy) -> times
+
+    # --- the budget ---------------------------------------------------------------------
+
+    def budget_left(self, namespace: str, policy: str, per_hour: int) -> int:
+        times = self.recent.setdefault((namespace, policy), deque())
+        while times and self.clock() - times[0] >= 3600:
+            times.popleft()
+        return per_hour - len(times)
+
+    def next_slot_seconds(self, namespace: str, policy: str) -> float:
+        times = self.recent.get((namespace, policy)) or deque([self.clock() - 3600])
+        return max(0.0, 3600 - (self.clock() - times[0]))
+
+    # --- the journal --------------------------------------------------------------------
+
+    async def pending(self, namespace: str | None = None) -> list[Entry]:
+        """Journaled recreations still to finish (in one namespace, or all)."""
+        selector = f"{OWNER_LABEL}={OWNER},{JOURNAL_LABEL}=recreate"
+        if namespace:
+            selector += f",{NAMESPACE_LABEL}={namespace}"
+        items = await self.store.list_configmaps(self.journal_namespace, selector)
+        return [Entry.of(item) for item in items]
+
+    async def _journal(self, entry: Entry) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": journal_name(entry.namespace, entry.service),
+                "labels": {
+                    OWNER_LABEL: OWNER,
+                    JOURNAL_LABEL: "recreate",
+                    NAMESPACE_LABEL: entry.namespace,
+                },
+            },
+            "data": {
+                "manifest": json.dumps(entry.manifest, sort_keys=True),
+                "uid": entry.old_uid,
+                "policy": entry.policy,
+            },
+        }
+        await self.store.create_configmap(self.journal_namespace, body)
+
+    async def _forget(self, entry: Entry) -> None:
+        with contextlib.suppress(NotFound):  # already gone
+            await self.store.delete_configmap(
+                self.journal_namespace, journal_name(entry.namespace, entry.service)
+            )
+
+    # --- recreation ---------------------------------------------------------------------
+
+    async def recreate(
+        self, namespace: str, name: str, policy: str, fields: Mapping[str, Any], per_hour: int
+    ) -> Outcome | None:
+        """Journal, delete, create. None: nothing was done (the Service changed or went)."""
+        service = await self.store.read_service(namespace, name)
+        if service is None:
+            return None
+        meta = service.get("metadata") or {}
+        entry = Entry(
+            namespace, name, policy, str(meta.get("uid", "")), recreated_manifest(service, fields)
+        )
+        await self._journal(entry)  # nothing is deleted that is not written down first
+        try:
+            await self.store.delete_service(
+                namespace, name, entry.old_uid, str(meta.get("resourceVersion", ""))
+            )
+        except (Conflict, NotFound):
+            # Changed since we read it (the next pass decides again), or deleted by
+            # someone else (not ours to bring back).
+            await self._forget(entry)
+            return None
+        self.recent.setdefault((namespace, policy), deque()).append(self.clock())
+        fault_point("after-delete")
+        outcome = await self.finish(entry)
+        return Outcome(outcome.done, outcome.message, outcome.created, entry)
+
+    async def finish(self, entry: Entry) -> Outcome:
+        """Creates the journaled Service unless it exists; the entry goes once it does."""
+        current = await self.store.read_service(entry.namespace, entry.service)
+        if current is not None:
+            uid = str((current.get("metadata") or {}).get("uid", ""))
+            if uid == entry.old_uid:
+                await self._forget(entry)  # the delete never happened: decide again
+                return Outcome(False, "the Service was not deleted; nothing to finish")
+            wanted = entry.manifest["spec"].get("ipFamilies")
+            if (current.get("spec") or {}).get("ipFamilies") == wanted:
+                await self._forget(entry)  # ours, created before the entry could go
+                return Outcome(True, "already recreated", current)
+            return await self._taken(entry, uid)
+        try:
+            created = await self.store.create_service(entry.namespace, entry.manifest)
+        except Conflict:
+            # Taken between our look and our create (or still terminating).
+            current = await self.store.read_service(entry.namespace, entry.service)
+            if current is None:
+                return Outcome(False, "the old Service is still terminating; retrying")
+            return await self._taken(entry, str(current["metadata"].get("uid", "")))
+        except ApiError as err:
+            return Outcome(False, f"the API server refused to create it again: {err}")
+        await self._forget(entry)
+        return Outcome(True, "recreated", created)
+
+    async def _taken(self, entry: Entry, uid: str) -> Outcome:
+        """Someone else's Service has the name now: never overwritten; the entry is kept."""
+        await self.store.label_configmap(
+            self.journal_namespace,
+            journal_name(entry.namespace, entry.service),
+            {JOURNAL_LABEL: "superseded"},
+        )
+        return Outcome(
+            True,
+            f"the name was taken meanwhile by another Service (uid {uid}); it was left alone. "
+            f"The old manifest is kept in ConfigMap {self.journal_namespace}/"
+            f"{journal_name(entry.namespace, entry.service)}",
+        )
+
+
+def describe(fields: Mapping[str, Any]) -> str:
+    families: Sequence[str] = fields.get("ipFamilies") or []
+    return f"{fields.get('ipFamilyPolicy')} [{', '.join(families)}]"

@@ -1,0 +1,188 @@
+"""`dualstack-operator plan` / `kubectl dualstack plan` against the real API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localcluster import REPO, LocalCluster
+from support.kube import Kubectl, token_kubeconfig
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLES = REPO / "examples"
+
+
+def example_services(namespace: str) -> list[dict[str, Any]]:
+    docs = yaml.safe_load_all((EXAMPLES / "services.yaml").read_text())
+    out = []
+    for doc in docs:
+        if doc and doc["kind"] == "Service":
+            doc["metadata"]["namespace"] = namespace
+            out.append(doc)
+    return out
+
+
+def policy_file(tmp_path: Path, namespace: str | None, **spec: Any) -> Path:
+    doc = yaml.safe_load((EXAMPLES / "policy.yaml").read_text())
+    if namespace:
+        doc["metadata"]["namespace"] = namespace
+    else:
+        doc["metadata"].pop("namespace")
+    doc["spec"].update(spec)
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def plan(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dualstack_operator", "plan", *args],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_plan_lists_each_verdict_and_writes_nothing(
+    dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    before = len(dual_cluster.audit_events())
+    # As the operator's own (audited) identity: any write would show in the log.
+    out = plan(dual_cluster.operator_kubeconfig, "-f", str(policy_file(tmp_path, ns)), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["clusterIPFamilies"] == ["IPv4", "IPv6"]
+    got = {s["service"]: s for s in doc["services"]}
+    assert {name: s["verdict"] for name, s in got.items()} == {
+        "web": "Recreate",
+        "api": "Recreate",
+        "checkout": "Recreate",
+        "db": "Patch",
+        "payments": "Excluded",
+        "legacy": "Excluded",
+    }
+    assert got["web"]["current"] == "SingleStack [IPv4]"
+    assert got["web"]["change"].startswith("recreate as RequireDualStack [IPv6, IPv4]")
+    assert "nodePorts kept" in got["checkout"]["risk"]
+    assert got["db"]["change"] == "RequireDualStack [IPv6, IPv4]"
+    assert not got["web"]["automatic"], "Report policies leave recreation to the user"
+    assert doc["totals"]["services"] == 6
+    assert doc["totals"]["Recreate"] == 3
+    assert len(dual_cluster.audit_events()) == before, "plan wrote to the API server"
+
+
+def test_plan_of_the_clusters_own_policies_as_table_and_markdown(
+    dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    dual.create(yaml.safe_load(policy_file(tmp_path, ns).read_text()))
+    table = plan(dual_cluster.kubeconfig, "-n", ns)
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["NAMESPACE", "SERVICE", "TYPE"]
+    assert any(r.split()[:2] == [ns, "checkout"] and "Recreate (by hand)" in r for r in rows)
+    assert "6 Services in 1 namespaces" in table.stdout
+    md = plan(dual_cluster.kubeconfig, "-n", ns, "-o", "markdown")
+    assert md.returncode == 0
+    assert md.stdout.count(f"| {ns} |") == 6
+
+
+def test_plan_needs_only_list_rights_and_no_crd(
+    dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A reader that may list Services and ServiceCIDRs, nothing else (no policy rights)."""
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    admin = Kubectl(dual.binary, dual.kubeconfig)
+    reader = f"planner-{ns}"[:63]
+    admin.run("create", "serviceaccount", reader, "-n", ns)
+    admin.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": reader},
+            "rules": [
+                {"apiGroups": [""], "resources": ["services"], "verbs": ["list"]},
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["servicecidrs"],
+                    "verbs": ["list"],
+                },
+            ],
+        }
+    )
+    admin.run(
+        "create",
+        "clusterrolebinding",
+        reader,
+        f"--clusterrole={reader}",
+        f"--serviceaccount={ns}:{reader}",
+    )
+    try:
+        kubeconfig = token_kubeconfig(admin, dual_cluster, ns, reader, tmp_path / "reader")
+        out = plan(kubeconfig, "-n", ns, "-f", str(policy_file(tmp_path, None)), "-o", "json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["totals"]["Recreate"] == 3
+        # Without -f it would need to list policies: one clear line, no traceback.
+        refused = plan(kubeconfig, "-n", ns)
+        assert refused.returncode == 1
+        assert "Traceback" not in refused.stderr
+        assert refused.stderr.startswith("dualstack-operator plan: the API server refused: 403")
+    finally:
+        admin.run("delete", "clusterrolebinding", reader, "--ignore-not-found")
+        admin.run("delete", "clusterrole", reader, "--ignore-not-found")
+
+
+def test_a_policy_file_without_namespace_needs_one(
+    dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    out = plan(dual_cluster.kubeconfig, "-f", str(policy_file(tmp_path, None)))
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith("has no namespace: give one with -n")
+
+
+def test_kubectl_plugin(dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path) -> None:
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    venv_bin = Path(sys.executable).parent
+    out = subprocess.run(
+        [
+            str(dual.binary),
+            "dualstack",
+            "plan",
+            "-n",
+            ns,
+            "-f",
+            str(policy_file(tmp_path, ns)),
+            "-o",
+            "json",
+        ],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(dual.kubeconfig),
+            "PATH": f"{venv_bin}:{os.environ['PATH']}",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["totals"]["services"] == 6

@@ -1,0 +1,161 @@
+"""primaryFamilyChange: Recreate on the real control plane: journaled, once, nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dualstack_operator.recreate import FAULT_ENV, journal_name
+from localcluster import LocalCluster
+from support.audit import operator_writes
+from support.kube import Kubectl, dsp, service, status_when, wait_for
+from support.operator_proc import OperatorProcess
+
+pytestmark = pytest.mark.cluster
+
+StartOperator = Callable[..., OperatorProcess]
+RECREATE = {
+    "ipFamilyPolicy": "RequireDualStack",
+    "ipFamilies": ["IPv6", "IPv4"],
+    "primaryFamilyChange": "Recreate",
+}
+
+
+def rich_service(name: str, **spec: Any) -> dict[str, Any]:
+    """A Service with much a recreation must keep."""
+    svc = service(
+        name,
+        selector={"app": name, "tier": "web"},
+        sessionAffinity="ClientIP",
+        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}},
+        publishNotReadyAddresses=True,
+        internalTrafficPolicy="Local",
+        **spec,
+    )
+    svc["spec"]["ports"] = [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+    svc["metadata"]["labels"] = {"app": name, "team": "shop"}
+    svc["metadata"]["annotations"] = {"example.com/owner": "shop-team"}
+    return svc
+
+
+def kept(svc: dict[str, Any]) -> dict[str, Any]:
+    """What must survive a recreation."""
+    spec = svc["spec"]
+    return {
+        "labels": svc["metadata"].get("labels"),
+        "annotations": svc["metadata"].get("annotations"),
+        "type": spec.get("type"),
+        "ports": spec["ports"],
+        "selector": spec.get("selector"),
+        "sessionAffinity": spec.get("sessionAffinity"),
+        "sessionAffinityConfig": spec.get("sessionAffinityConfig"),
+        "publishNotReadyAddresses": spec.get("publishNotReadyAddresses"),
+        "internalTrafficPolicy": spec.get("internalTrafficPolicy"),
+        "externalTrafficPolicy": spec.get("externalTrafficPolicy"),
+    }
+
+
+def start(
+    start_operator: StartOperator, cluster: LocalCluster, k: Kubectl, **env: str
+) -> OperatorProcess:
+    return start_operator(cluster, k, f"--journal-namespace={k.namespace}", env=env or None)
+
+
+def writes_to(cluster: LocalCluster, k: Kubectl, name: str) -> dict[str, int]:
+    return {
+        verb: n
+        for (res, svc, verb), n in operator_writes(cluster, k.namespace or "").items()
+        if res == "services" and svc == name
+    }
+
+
+def test_recreate_makes_ipv4_primary_services_ipv6_primary_keeping_the_rest(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    before = {
+        "web": dual.create(rich_service("web")),
+        "checkout": dual.create(rich_service("checkout", type="NodePort")),
+    }
+    start(start_operator, dual_cluster, dual)
+    dual.create(dsp(**RECREATE))
+    status = status_when(
+        dual, lambda s: s.get("compliantServices") == 2 and s.get("driftedServices") == 0
+    )
+    assert status["matchedServices"] == 2
+    for name, old in before.items():
+        new = dual.get("service", name)
+        assert new["metadata"]["uid"] != old["metadata"]["uid"]
+        assert new["spec"]["ipFamilyPolicy"] == "RequireDualStack"
+        assert new["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+        assert ":" in new["spec"]["clusterIP"], "IPv6 primary"
+        assert kept(new) == kept(old), name  # nodePort included, in ports
+        assert writes_to(dual_cluster, dual, name) == {"delete": 1, "create": 1}
+        slices = dual.get("endpointslices", "", "-l", f"kubernetes.io/service-name={name}")
+        assert {s["addressType"] for s in slices["items"]} == {"IPv4", "IPv6"}
+    assert dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == []
+    reasons = [e["reason"] for e in dual.get("events")["items"]]
+    assert reasons.count("Recreated") == 4  # on each new Service and on the policy
+
+
+def test_sigkill_between_delete_and_create_loses_nothing(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    old = dual.create(rich_service("checkout", type="NodePort"))
+    operator = start(start_operator, dual_cluster, dual, **{FAULT_ENV: "after-delete"})
+    dual.create(dsp(**RECREATE))
+    assert operator.wait_exit() == -9, "the fault point kills the operator after the delete"
+    assert dual.run("get", "service", "checkout", "--ignore-not-found").strip() == ""
+    journal = dual.get("configmap", journal_name(dual.namespace or "", "checkout"))
+    assert '"nodePort"' in journal["data"]["manifest"]
+
+    start(start_operator, dual_cluster, dual)
+    status_when(dual, lambda s: s.get("compliantServices") == 1)
+    new = dual.get("service", "checkout")
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+    assert new["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert kept(new) == kept(old)
+    assert writes_to(dual_cluster, dual, "checkout") == {"delete": 1, "create": 1}
+    assert len(dual.get("services")["items"]) == 1, "no duplicate"
+    wait_for(
+        "the journal entry to go",
+        lambda: dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == [],
+    )
+
+
+def test_load_balancers_need_their_own_consent_and_the_budget_holds(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    dual.create(rich_service("lb", type="LoadBalancer"))
+    dual.create(rich_service("a"))
+    dual.create(rich_service("b"))
+    start(start_operator, dual_cluster, dual)
+    dual.create(dsp(**RECREATE, maxRecreationsPerHour=1))
+    status = status_when(
+        dual,
+        lambda s: (
+            s.get("compliantServices") == 1
+            and "budget" in {d["service"]: d["message"] for d in s.get("drift") or []}.get("b", "")
+        ),
+    )
+    drift = {d["service"]: d for d in status["drift"]}
+    assert set(drift) == {"b", "lb"}
+    assert drift["lb"]["reason"] == "PrimaryFamilyMismatch"
+    assert "dualstack.dev/recreate=true" in drift["lb"]["message"]
+    assert "budget of 1 recreations per hour is used" in drift["b"]["message"]
+    assert writes_to(dual_cluster, dual, "a") == {"delete": 1, "create": 1}
+    assert "delete" not in writes_to(dual_cluster, dual, "b")
+    assert "delete" not in writes_to(dual_cluster, dual, "lb")
+
+
+def test_audit_never_recreates(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    old = dual.create(rich_service("web"))
+    start(start_operator, dual_cluster, dual)
+    dual.create(dsp(**RECREATE, mode="Audit"))
+    status = status_when(dual, lambda s: s.get("driftedServices") == 1)
+    assert status["drift"][0]["reason"] == "PrimaryFamilyMismatch"
+    assert dual.get("service", "web")["metadata"]["uid"] == old["metadata"]["uid"]
+    assert writes_to(dual_cluster, dual, "web") == {}
