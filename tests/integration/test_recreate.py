@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -159,3 +160,107 @@ def test_audit_never_recreates(
     assert status["drift"][0]["reason"] == "PrimaryFamilyMismatch"
     assert dual.get("service", "web")["metadata"]["uid"] == old["metadata"]["uid"]
     assert writes_to(dual_cluster, dual, "web") == {}
+
+
+def deny_service_creation(admin: Kubectl, namespace: str) -> str:
+    """A real refusal of the create: a ValidatingAdmissionPolicy denying Service CREATE."""
+    name = f"deny-create-{namespace}"[:63]
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "validations": [{"expression": "false", "message": "creation frozen"}],
+            },
+        }
+    )
+    admin.apply(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    return name
+
+
+def test_a_refused_create_is_retried_and_the_journal_keeps_the_manifest(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    old = dual.create(rich_service("web"))
+    admin = Kubectl(dual.binary, dual.kubeconfig)
+    name = deny_service_creation(admin, dual.namespace or "")
+    try:
+        wait_for(
+            "the API server to refuse Service creation",
+            lambda: (
+                "creation frozen"
+                in dual.stderr_of(
+                    "create", "service", "clusterip", "probe", "--tcp=80", "--dry-run=server"
+                )
+            ),
+        )
+        start(start_operator, dual_cluster, dual)
+        dual.create(dsp(**RECREATE))
+        wait_for(
+            "a RecreateFailed event",
+            lambda: any(e["reason"] == "RecreateFailed" for e in dual.get("events")["items"]),
+        )
+        assert dual.run("get", "service", "web", "--ignore-not-found").strip() == ""
+        journal = dual.get("configmap", journal_name(dual.namespace or "", "web"))
+        assert '"sessionAffinityConfig"' in journal["data"]["manifest"]
+    finally:
+        admin.run("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name)
+    new = wait_for(
+        "the Service created again once allowed",
+        lambda: (lambda out: out or None)(
+            dual.run("get", "service", "web", "--ignore-not-found", "-o", "json")
+        ),
+        timeout=90,
+    )
+    created = json.loads(new)
+    assert created["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert kept(created) == kept(old)
+    wait_for(
+        "the journal entry to go",
+        lambda: dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == [],
+    )
+
+
+def test_a_name_taken_while_the_operator_was_down_is_left_alone(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    dual.create(rich_service("web"))
+    operator = start(start_operator, dual_cluster, dual, **{FAULT_ENV: "after-delete"})
+    dual.create(dsp(**RECREATE))
+    assert operator.wait_exit() == -9
+    theirs = dual.create(service("web", selector={"app": "someone-else"}))
+    start(start_operator, dual_cluster, dual)
+    wait_for(
+        "a RecreateBlocked event",
+        lambda: any(e["reason"] == "RecreateBlocked" for e in dual.get("events")["items"]),
+    )
+    now = dual.get("service", "web")
+    assert now["metadata"]["uid"] == theirs["metadata"]["uid"]
+    assert now["spec"]["selector"] == {"app": "someone-else"}
+    journal = dual.get("configmap", journal_name(dual.namespace or "", "web"))
+    assert journal["metadata"]["labels"]["dualstack.dev/journal"] == "superseded"
