@@ -19,11 +19,13 @@ from dualstack_operator.models import (
     RECREATE_ANNOTATION,
     DriftReason,
     DualStackPolicySpec,
+    FieldConflicts,
     IPFamily,
     IPFamilyPolicy,
     LabelSelector,
     Mode,
 )
+from dualstack_operator.ownership import family_appliers, last_family_writer
 
 
 class State(StrEnum):
@@ -50,12 +52,17 @@ class ServiceView:
     ip_family_policy: str | None
     ip_families: tuple[str, ...]
     recreate: bool = False  # annotated dualstack.dev/recreate=true (a LoadBalancer's consent)
+    # Other field managers holding the family fields through server-side apply, and
+    # the one that last wrote them (managedFields).
+    applied_by: tuple[str, ...] = ()
+    written_by: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ServiceView:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         annotations = meta.get("annotations") or {}
+        managed = meta.get("managedFields") or ()
         policy = spec.get("ipFamilyPolicy")
         return cls(
             namespace=intern(str(meta.get("namespace", ""))),
@@ -68,7 +75,13 @@ class ServiceView:
             ip_family_policy=intern(str(policy)) if policy else None,
             ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
             recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
+            applied_by=tuple(intern(m) for m in family_appliers(managed)),
+            written_by=_interned(last_family_writer(managed)),
         )
+
+
+def _interned(value: str | None) -> str | None:
+    return intern(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,15 @@ def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFami
         reason = DriftReason.POLICY_MISMATCH
         message = f"ipFamilyPolicy is {svc.ip_family_policy}, policy wants {policy}"
 
+    if svc.applied_by and spec.field_conflicts == FieldConflicts.RESPECT:
+        # A GitOps source of truth applies these fields: a write would be reverted at
+        # its next sync (or, forced, break it). Say where the change belongs.
+        return Decision(
+            State.DRIFTED,
+            DriftReason.MANAGED_BY_OTHER,
+            f"ipFamilyPolicy/ipFamilies are applied by {', '.join(svc.applied_by)} "
+            f"({message}); change it at the source, or set fieldConflicts: Force",
+        )
     patch_spec: dict[str, Any] = {"ipFamilyPolicy": policy}
     if target != actual:
         # Sending the families explicitly is what upgrades a PreferDualStack Service

@@ -1,7 +1,7 @@
 """The operator's writes and probes, through kubernetes-asyncio (the only I/O module).
 
 RBAC the calls below need (the deployment manifests grant exactly these):
-- services: patch                      (patch_service)
+- services: patch                      (patch_service: server-side apply of the two fields)
 - services: get, delete, create        (read_service, delete_service, create_service: only
   for primaryFamilyChange: Recreate)
 - configmaps: list, create, patch, delete  (the recreation journal, in the operator's
@@ -43,13 +43,16 @@ from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import ApiError, NotFound, classify
 from dualstack_operator.models import IPFamily
 from dualstack_operator.native_admission import Kind
+from dualstack_operator.ownership import FIELD_MANAGER
 from dualstack_operator.peering import PeerRecord
 from dualstack_operator.plan import PolicyView
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML
 COMPONENT = "dualstack-operator"
 # The generated client picks JSON patch for dicts unless told; its stubs omit the option.
 _MERGE: dict[str, Any] = {"_content_type": MERGE_PATCH}
+_APPLY: dict[str, Any] = {"_content_type": APPLY_PATCH}
 
 
 def _message(body: str | bytes | None, default: str) -> str:
@@ -232,11 +235,29 @@ class KubeAPI:
     async def patch_service(
         self, namespace: str, name: str, patch: dict[str, Any], resource_version: str
     ) -> None:
-        """Merge-patches a Service, only if unchanged since we looked."""
-        body = {**patch, "metadata": {"resourceVersion": resource_version}}
+        """Server-side applies the family fields as ``dualstack-operator``, only if the
+        Service is unchanged since we looked.
+
+        ``patch`` must hold both fields (an apply that leaves out a field we own
+        would drop it). Forced: fields last written by Update (kubectl patch, an
+        imperative client) are fair game; fields another manager *applies* were
+        already judged (ManagedByOther, or fieldConflicts: Force).
+        """
+        body = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            **patch,
+        }
         await _raw(
             client.CoreV1Api(self.api).patch_namespaced_service(
-                name, namespace, body, field_manager=COMPONENT, _preload_content=False, **_MERGE
+                name,
+                namespace,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _preload_content=False,
+                **_APPLY,
             )
         )
 

@@ -51,6 +51,7 @@ class Metrics:
     )
     remediations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     recreations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    reverts: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
@@ -77,6 +78,9 @@ class Metrics:
 
     def recreated(self, namespace: str, policy: str, ok: bool) -> None:
         self.recreations[(namespace, policy, "success" if ok else "error")] += 1
+
+    def reverted(self, namespace: str, policy: str) -> None:
+        self.reverts[(namespace, policy)] += 1
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1
@@ -114,6 +118,11 @@ class _Collector(Collector):
             "(primaryFamilyChange: Recreate), by whether the new Service was created.",
             labels=["namespace", "policy", "result"],
         )
+        reverts = CounterMetricFamily(
+            "dualstack_reverts",
+            "Services that drifted again after the operator fixed them (someone reverted it).",
+            labels=["namespace", "policy"],
+        )
         present: set[tuple[str, str]] = set()
         for policy in self.state.policies():
             ns, name = policy.namespace, policy.name
@@ -137,6 +146,7 @@ class _Collector(Collector):
                 recreations.add_metric(
                     [ns, name, result], self.metrics.recreations[(ns, name, result)]
                 )
+            reverts.add_metric([ns, name], self.metrics.reverts[(ns, name)])
             summary = self.state.summary(ns, name)
             if summary is None:
                 continue  # not reconciled yet: no numbers rather than wrong ones
@@ -149,6 +159,8 @@ class _Collector(Collector):
         for counts in (self.metrics.remediations, self.metrics.recreations):
             for key in [k for k in counts if (k[0], k[1]) not in present]:
                 del counts[key]
+        for gone in [k for k in self.metrics.reverts if k not in present]:
+            del self.metrics.reverts[gone]
 
         families = GaugeMetricFamily(
             "dualstack_cluster_ip_families",
@@ -166,7 +178,7 @@ class _Collector(Collector):
         )
         for kind, count in sorted(self.metrics.errors.items()):
             errors.add_metric([kind], count)
-        yield from (services, drift, info, remediations, recreations, families, errors)
+        yield from (services, drift, info, remediations, recreations, reverts, families, errors)
 
 
 async def serve(metrics: Metrics, address: str, port: int) -> web.AppRunner:

@@ -47,6 +47,11 @@ class AdmissionPath(StrEnum):
     WEBHOOK = "Webhook"
 
 
+class FieldConflicts(StrEnum):
+    RESPECT = "Respect"
+    FORCE = "Force"
+
+
 class PrimaryFamilyChange(StrEnum):
     REPORT = "Report"
     RECREATE = "Recreate"
@@ -63,6 +68,8 @@ class DriftReason(StrEnum):
     FAMILY_NOT_IN_CLUSTER = "FamilyNotInCluster"
     PATCH_REJECTED = "PatchRejected"
     CONFLICT = "Conflict"
+    MANAGED_BY_OTHER = "ManagedByOther"  # the fields are applied by a GitOps source of truth
+    REVERTED = "Reverted"  # someone keeps undoing the operator's fix: it stopped writing
 
 
 def _schema_extra(**extra: Any) -> ConfigDict:
@@ -178,6 +185,14 @@ class DualStackPolicySpec(BaseModel):
         le=1000,
         description="At most this many recreations per hour under this policy "
         "(one at a time per namespace).",
+    )
+    field_conflicts: FieldConflicts = Field(
+        default=FieldConflicts.RESPECT,
+        alias="fieldConflicts",
+        description="When another field manager holds ipFamilyPolicy or ipFamilies "
+        "through server-side apply (a GitOps source of truth): Respect leaves them and "
+        "reports ManagedByOther naming it; Force takes them over once (its next apply "
+        "then fails with a conflict unless forced).",
     )
     service_selector: LabelSelector | None = Field(
         default=None,

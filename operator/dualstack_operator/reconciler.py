@@ -62,6 +62,18 @@ def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") 
     return ref
 
 
+def _applied(patch: dict[str, Any], svc: ServiceView) -> dict[str, Any]:
+    """The apply configuration for a decision's patch: both fields, always (server-side
+    apply drops a field its manager owned and leaves out)."""
+    spec = patch["spec"]
+    return {
+        "spec": {
+            "ipFamilyPolicy": spec["ipFamilyPolicy"],
+            "ipFamilies": list(spec.get("ipFamilies", svc.ip_families)),
+        }
+    }
+
+
 class Reconciler:
     def __init__(
         self,
@@ -85,7 +97,12 @@ class Reconciler:
         self.writer = writer
         self.metrics = metrics
         self.queue = queue
-        self.ledger = Ledger(settings.reject_backoff, clock)
+        self.ledger = Ledger(
+            settings.reject_backoff,
+            clock,
+            settings.revert_limit,
+            settings.revert_window_seconds,
+        )
         # What the last settled pass concluded per policy: its status and metrics.
         self.summaries: dict[tuple[str, str], Summary] = {}
         # Concurrent Service patches across all namespaces (the API server's own
@@ -322,6 +339,14 @@ class Reconciler:
         admission: Admission | None,
     ) -> None:
         triage = self.ledger.triage(plan.decisions, services)
+        policy = plan.policy
+        for _ in triage.reverts:
+            self.metrics.reverted(policy.namespace, policy.name)
+        for svc in triage.stopped:
+            message = triage.held[svc.name].message
+            log.warning("%s/%s: %s", svc.namespace, svc.name, message)
+            ref = _ref("Service", "v1", svc.namespace, svc.name)
+            await self._event(ref, "Warning", "Reverted", message)
         outcomes = await asyncio.gather(*(self._remediate(plan.policy, j) for j in triage.jobs))
         held = dict(triage.held)
         pending = triage.pending  # writes whose events are still to come: the next pass
@@ -346,7 +371,7 @@ class Reconciler:
             async with self.write_slots:
                 with self.metrics.duration.labels("service").time():
                     await self.writer.patch_service(
-                        svc.namespace, svc.name, patch, svc.resource_version
+                        svc.namespace, svc.name, _applied(patch, svc), svc.resource_version
                     )
         except (NotFound, Conflict):
             return False  # deleted or changed meanwhile: its event brings a new pass

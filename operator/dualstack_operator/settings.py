@@ -26,6 +26,8 @@ class ReconcileSettings:
     write_concurrency: int = 16  # Service patches in flight across all namespaces
     reject_backoff: tuple[float, ...] = DEFAULT_REJECT_BACKOFF  # after a 422: wait, then retry
     error_retry_seconds: float = 5.0  # a pass that failed (a restarting server) is retried
+    revert_limit: int = 3  # writes to one Service within the window before giving up on it
+    revert_window_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
