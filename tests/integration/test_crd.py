@@ -90,6 +90,7 @@ def test_good_input_is_stored_with_defaults_and_unknown_fields_pruned(dual: Kube
         "mode": "Enforce",
         "primaryFamilyChange": "Report",
         "maxRecreationsPerHour": 10,
+        "fieldConflicts": "Respect",
     }
 
 
