@@ -57,6 +57,7 @@ bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission
 
 crds: venv ## regenerate crds/ from the pydantic models
 	$(BIN)/python -m dualstack_operator.crd > crds/dualstackpolicy.yaml
+	$(BIN)/python -m dualstack_operator.crd --cluster > crds/clusterdualstackpolicy.yaml
 
 clean: cluster-down ## remove the environment and local state (not the binary cache)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

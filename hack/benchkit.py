@@ -24,8 +24,8 @@ async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:
     cluster = LocalCluster(REPO / ".local" / name, ("ipv4", "ipv6"))
     cluster.start(die_with_parent=True)
     kubectl, kc = str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"
-    crd = str(REPO / "crds" / "dualstackpolicy.yaml")
-    for argv in (["apply", "-f", crd], ["wait", "--for=condition=Established", "-f", crd]):
+    crd = str(REPO / "crds")
+    for argv in (["apply", "-k", crd], ["wait", "--for=condition=Established", "crd", "--all"]):
         await asyncio.to_thread(
             subprocess.run, [kubectl, kc, *argv], check=True, capture_output=True
         )

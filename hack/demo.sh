@@ -29,7 +29,7 @@ families() {
 
 step "A local dual-stack control plane (IPv4 primary), and the DualStackPolicy CRD"
 "$py" hack/localcluster.py up --state-dir "$state" --families ipv4,ipv6 | head -1
-"$kubectl" apply -f crds/dualstackpolicy.yaml
+"$kubectl" apply -f crds/dualstackpolicy.yaml -f crds/clusterdualstackpolicy.yaml
 "$kubectl" wait --for=condition=Established --timeout=60s crd/dualstackpolicies.dualstack.dev >/dev/null
 
 step "Before: Services as the API server defaults them"

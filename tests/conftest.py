@@ -14,6 +14,7 @@ from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 
 CRD = REPO / "crds" / "dualstackpolicy.yaml"
+CLUSTER_CRD = REPO / "crds" / "clusterdualstackpolicy.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +31,9 @@ def _cluster(
     try:
         # The CRD is part of every cluster the tests use, as `kubectl apply` installs it.
         admin = Kubectl(binaries / "kubectl", cluster.kubeconfig)
-        admin.run("apply", "-f", str(CRD))
-        admin.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+        for crd in (CRD, CLUSTER_CRD):
+            admin.run("apply", "-f", str(crd))
+            admin.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
         yield cluster
     finally:
         cluster.stop()

@@ -69,10 +69,10 @@ def creation_patch(
     return None if enforced.patch is None else dict(enforced.patch["spec"])
 
 
-def audit_warning(policy: str, wanted: dict[str, Any]) -> str:
+def audit_warning(kind: str, policy: str, wanted: dict[str, Any]) -> str:
     """What an Audit policy says instead of setting ``wanted``."""
     return (
-        f"DualStackPolicy {policy} (Audit) would set "
+        f"{kind} {policy} (Audit) would set "
         f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
         f"ipFamilies={','.join(wanted.get('ipFamilies', []))}; nothing was changed"
     )
@@ -97,7 +97,7 @@ def mutation(
         if wanted is None:
             return Mutation()
         if spec.mode == Mode.AUDIT:
-            return Mutation(warning=audit_warning(plan.policy.name, wanted))
+            return Mutation(warning=audit_warning(plan.policy.kind, plan.policy.name, wanted))
         return Mutation(spec=wanted)
     return Mutation()
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dualstack_operator.cluster_policy import effective_policies, governs
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import Expired
 from dualstack_operator.models import IPFamily
@@ -236,9 +237,39 @@ class Views:
     policies: Mapping[str, Iterable[PolicyView]] = field(default_factory=dict)
     # Set once the policies are completely known (kopf calls handlers only then).
     policies_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # ClusterDualStackPolicies (kopf's index, all under the key ""), namespaces' labels
+    # (kopf's index by name), and the namespaces a cluster policy never governs.
+    cluster_policies: Mapping[str, Iterable[PolicyView]] = field(default_factory=dict)
+    namespace_labels: Mapping[str, Iterable[Mapping[str, str]]] = field(default_factory=dict)
+    own_namespace: str | None = None
+    watched: tuple[str, ...] = ()  # a namespaced operator's namespaces (empty: all)
+
+    def cluster_policy_list(self) -> list[PolicyView]:
+        return list(self.cluster_policies.get("", ()))
+
+    def labels_of(self, namespace: str) -> Mapping[str, str]:
+        return next(iter(self.namespace_labels.get(namespace, ())), {})
 
     def policies_in(self, namespace: str) -> list[PolicyView]:
-        return list(self.policies[namespace]) if namespace in self.policies else []
+        """The policies governing a namespace: its own, else the cluster's that select it."""
+        own = list(self.policies[namespace]) if namespace in self.policies else []
+        if own or (self.watched and namespace not in self.watched):
+            return own
+        return effective_policies(
+            own,
+            self.cluster_policy_list(),
+            namespace,
+            self.labels_of(namespace),
+            self.own_namespace,
+        )
 
     def policy_namespaces(self) -> list[str]:
-        return [ns for ns, policies in list(self.policies.items()) if policies]
+        found = {ns for ns, policies in list(self.policies.items()) if policies}
+        cluster = self.cluster_policy_list()
+        for ns in list(self.namespace_labels) if cluster else ():
+            if ns in found or (self.watched and ns not in self.watched):
+                continue
+            labels = self.labels_of(ns)
+            if any(governs(p, ns, labels, self.own_namespace) for p in cluster):
+                found.add(ns)
+        return sorted(found)

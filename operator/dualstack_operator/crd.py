@@ -1,4 +1,4 @@
-"""Generates the DualStackPolicy CRD from the pydantic models (``make crds``).
+"""Generates the DualStackPolicy and ClusterDualStackPolicy CRDs from the models (``make crds``).
 
 pydantic emits JSON Schema with ``$ref``s, titles and ``anyOf [X, null]`` for
 optional fields; a CRD needs a structural OpenAPI v3 schema, so this inlines the
@@ -58,15 +58,18 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition as a dict."""
-    spec_schema = openapi_schema(models.DualStackPolicySpec)
-    status_schema = openapi_schema(models.DualStackPolicyStatus)
-    description = (models.DualStackPolicy.__doc__ or "").strip()
+def _columns(cluster: bool) -> list[dict[str, Any]]:
     columns = [
         {"name": "Policy", "type": "string", "jsonPath": ".spec.ipFamilyPolicy"},
         {"name": "Families", "type": "string", "jsonPath": ".spec.ipFamilies"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+    ]
+    if cluster:
+        columns.append(
+            {"name": "Namespaces", "type": "integer", "jsonPath": ".status.governedNamespaces"}
+        )
+    return [
+        *columns,
         {"name": "Matched", "type": "integer", "jsonPath": ".status.matchedServices"},
         {"name": "Compliant", "type": "integer", "jsonPath": ".status.compliantServices"},
         {"name": "Drifted", "type": "integer", "jsonPath": ".status.driftedServices"},
@@ -78,19 +81,48 @@ def crd() -> dict[str, Any]:
         {"name": "Admission", "type": "string", "jsonPath": ".status.admission"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
+
+
+def crd(cluster: bool = False) -> dict[str, Any]:
+    """The CustomResourceDefinition (DualStackPolicy, or ClusterDualStackPolicy) as a dict."""
+    if cluster:
+        kind, plural, singular, short = (
+            models.CLUSTER_KIND,
+            models.CLUSTER_PLURAL,
+            models.CLUSTER_SINGULAR,
+            models.CLUSTER_SHORT_NAMES,
+        )
+        spec_model: type[BaseModel] = models.ClusterDualStackPolicySpec
+        status_model: type[BaseModel] = models.ClusterDualStackPolicyStatus
+        top: type[BaseModel] = models.ClusterDualStackPolicy
+    else:
+        kind, plural, singular, short = (
+            models.KIND,
+            models.PLURAL,
+            models.SINGULAR,
+            models.SHORT_NAMES,
+        )
+        spec_model, status_model, top = (
+            models.DualStackPolicySpec,
+            models.DualStackPolicyStatus,
+            models.DualStackPolicy,
+        )
+    spec_schema = openapi_schema(spec_model)
+    status_schema = openapi_schema(status_model)
+    description = (top.__doc__ or "").strip()
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{models.PLURAL}.{models.GROUP}"},
+        "metadata": {"name": f"{plural}.{models.GROUP}"},
         "spec": {
             "group": models.GROUP,
-            "scope": "Namespaced",
+            "scope": "Cluster" if cluster else "Namespaced",
             "names": {
-                "kind": models.KIND,
-                "listKind": f"{models.KIND}List",
-                "plural": models.PLURAL,
-                "singular": models.SINGULAR,
-                "shortNames": models.SHORT_NAMES,
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": short,
             },
             "versions": [
                 {
@@ -98,7 +130,7 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
+                    "additionalPrinterColumns": _columns(cluster),
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
@@ -122,12 +154,12 @@ def crd() -> dict[str, Any]:
 HEADER = "# Generated from operator/dualstack_operator/models.py by `make crds`. Do not edit.\n"
 
 
-def render() -> str:
-    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=100)
+def render(cluster: bool = False) -> str:
+    return HEADER + yaml.safe_dump(crd(cluster), sort_keys=False, width=100)
 
 
 def main() -> int:
-    sys.stdout.write(render())
+    sys.stdout.write(render(cluster="--cluster" in sys.argv[1:]))
     return 0
 
 

@@ -61,7 +61,19 @@ class App:
         if self.queue is not None and self.views is not None:
             self.queue.mark_many(self.views.policy_namespaces())
 
-    async def start(self, policies: kopf.Index[str, PolicyView]) -> None:
+    def mark_all(self) -> None:
+        """Every namespace a policy governs or did (a cluster policy changed)."""
+        if self.queue is not None and self.views is not None:
+            self.queue.mark_many(self.views.policy_namespaces())
+            if self.reconciler is not None:
+                self.queue.mark_many(self.reconciler.cluster_namespaces())
+
+    async def start(
+        self,
+        policies: kopf.Index[str, PolicyView],
+        cluster_policies: kopf.Index[str, PolicyView],
+        namespaces: kopf.Index[str, dict[str, str]],
+    ) -> None:
         settings = self.settings
         await self.api.connect()
         if settings.peering:
@@ -69,7 +81,15 @@ class App:
         rec = settings.reconcile
         self.queue = queue = WorkQueue(rec.coalesce_seconds, rec.resync_seconds)
         services = ServiceCache(self.api, settings.cache, settings.namespaces, queue.mark)
-        self.views = views = Views(services, ClusterFamilies(), policies)
+        self.views = views = Views(
+            services,
+            ClusterFamilies(),
+            policies,
+            cluster_policies=cluster_policies,
+            namespace_labels=namespaces,
+            own_namespace=settings.journal_namespace,
+            watched=settings.namespaces,
+        )
         await views.cluster.refresh(self.api)
         if not await self.api.any_policies(settings.namespaces):
             # Kopf calls no handler when there is no policy: nothing marks them known.
@@ -160,6 +180,34 @@ def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     app.mark(namespace or "")
 
 
+@kopf.index(models.GROUP, models.VERSION, models.CLUSTER_PLURAL)
+def cluster_policies_idx(body: kopf.Body, **_: Any) -> dict[str, PolicyView]:
+    """ClusterDualStackPolicies, all under the key ""."""
+    return {"": PolicyView.from_body(body, cluster=True)}
+
+
+@kopf.on.event(models.GROUP, models.VERSION, models.CLUSTER_PLURAL)
+def cluster_policy_event(memo: kopf.Memo, **_: Any) -> None:
+    app: App = memo["app"]
+    if app.views is not None:
+        app.views.policies_ready.set()
+    app.mark_all()
+
+
+@kopf.index("", "v1", "namespaces")
+def namespaces_idx(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str, str]]:
+    """Namespaces' labels, for cluster policies' namespaceSelectors."""
+    return {name: dict(labels)}
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_event(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A namespace's labels may bring it under a cluster policy or take it away."""
+    app: App = memo["app"]
+    if app.views is not None and app.views.cluster_policy_list():
+        app.mark(name)
+
+
 @kopf.on.probe(id="components")
 def components(memo: kopf.Memo, **_: Any) -> str:
     """Liveness: a component loop that stopped fails the probe, so the pod is restarted."""
@@ -174,7 +222,10 @@ def components(memo: kopf.Memo, **_: Any) -> str:
 async def startup(memo: kopf.Memo, settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     app: App = memo["app"]
     configure(settings, app)
-    await app.start(kwargs["policies_idx"])  # the index is a live view, kept by the worker
+    # The indexes are live views, kept up to date by kopf's watchers.
+    await app.start(
+        kwargs["policies_idx"], kwargs["cluster_policies_idx"], kwargs["namespaces_idx"]
+    )
     for hook in app.startup_hooks:
         await hook(settings, app)
 

@@ -346,17 +346,36 @@ class KubeAPI:
             )
         )
 
+    async def patch_cluster_policy_status(self, name: str, status: dict[str, Any]) -> None:
+        await _raw(
+            client.CustomObjectsApi(self.api).patch_cluster_custom_object_status(
+                models.GROUP,
+                models.VERSION,
+                models.CLUSTER_PLURAL,
+                name,
+                {"status": status},
+                field_manager=COMPONENT,
+                _preload_content=False,
+                **_MERGE,
+            )
+        )
+
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
     ) -> None:
-        """A core/v1 Event on ``involved`` (apiVersion, kind, namespace, name, uid)."""
+        """A core/v1 Event on ``involved`` (apiVersion, kind, namespace, name, uid).
+
+        A cluster-scoped object's Events go to the ``default`` namespace, as kubectl
+        looks for them there.
+        """
+        namespace = involved["namespace"] or "default"
         now = datetime.datetime.now(datetime.UTC)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
                 "generateName": f"{involved['name']}.",
-                "namespace": involved["namespace"],
+                "namespace": namespace,
             },
             "involvedObject": involved,
             "type": type,
@@ -371,7 +390,7 @@ class KubeAPI:
         }
         await _raw(
             client.CoreV1Api(self.api).create_namespaced_event(
-                involved["namespace"], cast(Any, event), _preload_content=False
+                namespace, cast(Any, event), _preload_content=False
             )
         )
 
@@ -440,8 +459,21 @@ class KubeAPI:
         return None
 
     async def any_policies(self, namespaces: tuple[str, ...]) -> bool:
-        """Whether a DualStackPolicy exists (in these namespaces, or anywhere)."""
+        """Whether a DualStackPolicy exists (in these namespaces, or anywhere), or any
+        ClusterDualStackPolicy (where its CRD is installed)."""
         custom = client.CustomObjectsApi(self.api)
+        with contextlib.suppress(NotFound):
+            listed = await _raw(
+                custom.list_cluster_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    models.CLUSTER_PLURAL,
+                    limit=1,
+                    _preload_content=False,
+                )
+            )
+            if json.loads(listed).get("items"):
+                return True
         for ns in namespaces or (None,):
             args = (models.GROUP, models.VERSION, *((ns,) if ns else ()), models.PLURAL)
             list_call = (

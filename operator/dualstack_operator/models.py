@@ -18,6 +18,10 @@ KIND = "DualStackPolicy"
 PLURAL = "dualstackpolicies"
 SINGULAR = "dualstackpolicy"
 SHORT_NAMES = ["dsp"]
+CLUSTER_KIND = "ClusterDualStackPolicy"
+CLUSTER_PLURAL = "clusterdualstackpolicies"
+CLUSTER_SINGULAR = "clusterdualstackpolicy"
+CLUSTER_SHORT_NAMES = ["cdsp"]
 IGNORE_ANNOTATION = "dualstack.dev/ignore"
 RECREATE_ANNOTATION = "dualstack.dev/recreate"  # a LoadBalancer's own consent to recreation
 DRIFT_LIST_LIMIT = 50
@@ -203,6 +207,19 @@ class DualStackPolicySpec(BaseModel):
     )
 
 
+class ClusterDualStackPolicySpec(DualStackPolicySpec):
+    """The IP-family intent for the Services of every namespace it selects."""
+
+    namespace_selector: LabelSelector | None = Field(
+        default=None,
+        alias="namespaceSelector",
+        description="Which namespaces this policy governs (their labels; "
+        "kubernetes.io/metadata.name is the name). Absent: every namespace but "
+        "kube-system, kube-public, kube-node-lease and the operator's own. A namespace "
+        "with a DualStackPolicy of its own is governed by that one only.",
+    )
+
+
 class DriftEntry(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -277,3 +294,31 @@ class DualStackPolicy(BaseModel):
 
     spec: DualStackPolicySpec
     status: DualStackPolicyStatus | None = None
+
+
+class ClusterDriftEntry(DriftEntry):
+    namespace: str = Field(description="The Service's namespace.")
+
+
+class ClusterDualStackPolicyStatus(DualStackPolicyStatus):
+    """What the operator observed across the namespaces the policy governs."""
+
+    governed_namespaces: int | None = Field(
+        default=None,
+        alias="governedNamespaces",
+        description="Namespaces this policy governs (selected, without a policy of their own).",
+    )
+    drift: list[ClusterDriftEntry] | None = Field(  # type: ignore[assignment]
+        default=None,
+        max_length=DRIFT_LIST_LIMIT,
+        description=f"The first {DRIFT_LIST_LIMIT} drifted Services by namespace and name.",
+    )
+
+
+class ClusterDualStackPolicy(BaseModel):
+    """Cluster-wide IP-family intent: a DualStackPolicy for every namespace it selects."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    spec: ClusterDualStackPolicySpec
+    status: ClusterDualStackPolicyStatus | None = None

@@ -154,7 +154,7 @@ def tables(ordered: Sequence[PolicyView], cluster: Sequence[IPFamily]) -> Tables
                 # Validating admission sees the Service after the server's defaulting:
                 # both fields are always set by then, and the warning judges them.
                 if field_policy is not None and families:
-                    warnings[key] = audit_warning(policy.name, wanted)
+                    warnings[key] = audit_warning(policy.kind, policy.name, wanted)
                 continue
             set_policy[key] = str(wanted["ipFamilyPolicy"])
             if "ipFamilies" in wanted:

@@ -14,8 +14,11 @@ from typing import Any, Literal
 
 from dualstack_operator.decision import Decision, ServiceView, State, decide, selects
 from dualstack_operator.models import (
+    CLUSTER_KIND,
     DRIFT_LIST_LIMIT,
+    KIND,
     AdmissionPath,
+    ClusterDualStackPolicySpec,
     Condition,
     DriftEntry,
     DriftReason,
@@ -39,14 +42,20 @@ class PolicyView:
     spec: DualStackPolicySpec | None  # None: the stored spec failed validation
     spec_error: str
     status: Mapping[str, Any]
+    cluster: bool = False  # a ClusterDualStackPolicy (its namespace is "")
+
+    @property
+    def kind(self) -> str:
+        return CLUSTER_KIND if self.cluster else KIND
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> PolicyView:
+    def from_body(cls, body: Mapping[str, Any], cluster: bool = False) -> PolicyView:
         meta = body.get("metadata") or {}
         spec: DualStackPolicySpec | None = None
         error = ""
+        model = ClusterDualStackPolicySpec if cluster else DualStackPolicySpec
         try:
-            spec = DualStackPolicySpec.model_validate(body.get("spec") or {})
+            spec = model.model_validate(body.get("spec") or {})
         except ValueError as err:  # pydantic.ValidationError is a ValueError
             error = str(err).splitlines()[0]
         return cls(
@@ -58,6 +67,7 @@ class PolicyView:
             spec=spec,
             spec_error=error,
             status=dict(body.get("status") or {}),
+            cluster=cluster,
         )
 
 
@@ -121,7 +131,7 @@ def plan_namespace(
     return plans
 
 
-def _condition(
+def condition(
     ctype: str,
     status: Literal["True", "False"],
     reason: str,
@@ -169,7 +179,7 @@ def build_status(
     previous = policy.status
     generation = policy.generation
     if policy.spec is None:
-        invalid = _condition(
+        invalid = condition(
             "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
         )
         return _dump(DualStackPolicyStatus(observedGeneration=generation, conditions=[invalid]))
@@ -182,15 +192,15 @@ def build_status(
     ]
     if drifted:
         message = f"{len(drifted)} of {matched} Services drifted"
-        compliant = _condition(
+        compliant = condition(
             "Compliant", "False", "DriftDetected", message, generation, previous, stamp
         )
     else:
         message = f"all {matched} Services match"
-        compliant = _condition(
+        compliant = condition(
             "Compliant", "True", "AllCompliant", message, generation, previous, stamp
         )
-    ready = _condition(
+    ready = condition(
         "Ready", "True", "Reconciling", f"governing {matched} Services", generation, previous, stamp
     )
     return _dump(

@@ -11,12 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from dualstack_operator import models
 from dualstack_operator.admission import creation_patch
 from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import Views
+from dualstack_operator.cluster_policy import build_cluster_status
 from dualstack_operator.decision import Decision, ServiceView
 from dualstack_operator.errors import ApiError, Conflict, NotFound, Rejected
 from dualstack_operator.ledger import Job, Ledger, Rejection
@@ -49,6 +51,8 @@ class Writer(Protocol):
     async def patch_policy_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> None: ...
+
+    async def patch_cluster_policy_status(self, name: str, status: dict[str, Any]) -> None: ...
 
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
@@ -93,6 +97,8 @@ class Reconciler:
         self.recreator = recreator  # primaryFamilyChange: Recreate (None: never recreates)
         # Namespaces with a journaled recreation still to finish, and its failed attempts.
         self.journaled: dict[str, int] = {}
+        # A cluster policy's settled plan in each namespace it governs: its status.
+        self.cluster_parts: dict[str, dict[str, PolicyPlan]] = {}
         self.views = views
         self.writer = writer
         self.metrics = metrics
@@ -112,8 +118,16 @@ class Reconciler:
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
     def policies(self) -> Iterator[PolicyView]:
+        """Namespaced policies, and each cluster policy once per namespace it governs."""
         for policies in list(self.views.policies.values()):
             yield from list(policies)
+        for policy in self.views.cluster_policy_list():
+            for ns in sorted(self.cluster_parts.get(policy.name, {})):
+                yield replace(policy, namespace=ns)
+
+    def cluster_namespaces(self) -> set[str]:
+        """Namespaces some cluster policy governed at its last pass."""
+        return {ns for parts in self.cluster_parts.values() for ns in parts}
 
     def summary(self, namespace: str, name: str) -> Summary | None:
         return self.summaries.get((namespace, name))
@@ -225,6 +239,10 @@ class Reconciler:
         cluster = list(self.views.cluster.families)
         admission = await self._sync_admission(namespace, policies, cluster)
         names = {p.name for p in policies}
+        governing = {p.name for p in policies if p.cluster}
+        for name, parts in self.cluster_parts.items():
+            if namespace in parts and name not in governing:
+                del parts[namespace]  # no longer this cluster policy's namespace
         gone = [k for k in self.summaries if k[0] == namespace and k[1] not in names]
         for key in gone:
             del self.summaries[key]  # a deleted policy's numbers go with it
@@ -246,7 +264,7 @@ class Reconciler:
             if self.recreator is not None and not open_recreation:
                 plan, open_recreation = await self._recreate_one(plan, services, cluster)
             with self.metrics.duration.labels("policy").time():
-                await self._reconcile_policy(plan, services, cluster, admission)
+                await self._reconcile_policy(plan, namespace, services, cluster, admission)
 
     async def _recreate_one(
         self, plan: PolicyPlan, services: Mapping[str, ServiceView], cluster: list[IPFamily]
@@ -318,7 +336,13 @@ class Reconciler:
             self.metrics.error("service")
             message = f"{svc.name}: not recreated, the journal could not be written: {err}"
             log.warning("%s/%s", ns, message)
-            ref = _ref(models.KIND, f"{models.GROUP}/{models.VERSION}", ns, policy.name, policy.uid)
+            ref = _ref(
+                policy.kind,
+                f"{models.GROUP}/{models.VERSION}",
+                policy.namespace,
+                policy.name,
+                policy.uid,
+            )
             await self._event(ref, "Warning", "RecreateFailed", message)
             self.queue.requeue_after(ns, self.settings.error_retry_seconds)
             return plan, True
@@ -334,6 +358,7 @@ class Reconciler:
     async def _reconcile_policy(
         self,
         plan: PolicyPlan,
+        namespace: str,
         services: Mapping[str, ServiceView],
         cluster: list[IPFamily],
         admission: Admission | None,
@@ -358,9 +383,25 @@ class Reconciler:
         if pending:
             return  # one status write once the dust settles, not one per pass
         settled = plan.with_overrides(held)
+        if plan.policy.cluster:
+            # One status across namespaces: written after the batch (write_cluster_statuses).
+            self.summaries[(namespace, plan.policy.name)] = settled.summary()
+            self.cluster_parts.setdefault(plan.policy.name, {})[namespace] = settled
+            return
         self.summaries[(plan.policy.namespace, plan.policy.name)] = settled.summary()
         status = build_status(settled, cluster, admission=admission)
         await self._write_status(plan.policy, status)
+
+    async def write_cluster_statuses(self) -> None:
+        """Each cluster policy's status from its namespaces' last settled passes."""
+        current = {p.name: p for p in self.views.cluster_policy_list()}
+        for gone in [n for n in self.cluster_parts if n not in current]:
+            del self.cluster_parts[gone]
+        cluster = list(self.views.cluster.families)
+        for name, policy in current.items():
+            parts = self.cluster_parts.get(name, {})
+            status = build_cluster_status(policy, parts, cluster, self.admission)
+            await self._write_status(policy, status)
 
     async def _remediate(self, policy: PolicyView, job: Job) -> bool | Rejection:
         """True: accepted (or to be retried soon); False: moot; a Rejection: refused."""
@@ -409,7 +450,10 @@ class Reconciler:
         if not status_differs(policy.status, status):
             return
         try:
-            await self.writer.patch_policy_status(policy.namespace, policy.name, status)
+            if policy.cluster:
+                await self.writer.patch_cluster_policy_status(policy.name, status)
+            else:
+                await self.writer.patch_policy_status(policy.namespace, policy.name, status)
         except NotFound:
             return  # deleted meanwhile
         except ApiError as err:
@@ -419,7 +463,7 @@ class Reconciler:
             return
         old = {c.get("type"): c for c in policy.status.get("conditions") or []}
         ref = _ref(
-            models.KIND,
+            policy.kind,
             f"{models.GROUP}/{models.VERSION}",
             policy.namespace,
             policy.name,
@@ -467,6 +511,7 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
             continue
         began, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(reconciler.reconcile_guarded(ns) for ns in sorted(namespaces)))
+        await reconciler.write_cluster_statuses()
         if full:
             first = False
             log.info(

@@ -76,7 +76,11 @@ def test_a_cluster_policy_governs_labelled_namespaces_and_an_own_policy_wins(
         status = wait_for(
             "the cluster policy's totals",
             lambda: (
-                lambda s: s if s.get("governedNamespaces") == 2 and s.get("compliantServices") == 2 else None
+                lambda s: (
+                    s
+                    if s.get("governedNamespaces") == 2 and s.get("compliantServices") == 2
+                    else None
+                )
             )(admin.get("cdsp", name).get("status") or {}),
         )
         assert status["matchedServices"] == 2
@@ -89,9 +93,9 @@ def test_a_cluster_policy_governs_labelled_namespaces_and_an_own_policy_wins(
         # New Services in a governed namespace are born compliant (native admission).
         born = wait_for(
             "a Service born dual-stack under the cluster policy",
-            lambda: (
-                lambda svc: svc if svc["spec"]["ipFamilies"] == ["IPv4", "IPv6"] else None
-            )(labelled_b.create(service(f"new{uuid.uuid4().hex[:5]}", selector={"app": "n"}))),
+            lambda: (lambda svc: svc if svc["spec"]["ipFamilies"] == ["IPv4", "IPv6"] else None)(
+                labelled_b.create(service(f"new{uuid.uuid4().hex[:5]}", selector={"app": "n"}))
+            ),
         )
         assert born["spec"]["ipFamilyPolicy"] == "PreferDualStack"
 

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.cluster
 def test_crd_file_matches_the_models() -> None:
     shipped = (REPO / "crds" / "dualstackpolicy.yaml").read_text()
     assert shipped == render(), "crds/ is stale: run `make crds`"
+    cluster = (REPO / "crds" / "clusterdualstackpolicy.yaml").read_text()
+    assert cluster == render(cluster=True), "crds/ is stale: run `make crds`"
 
 
 def dsp(spec: dict[str, Any], name: str = "p") -> dict[str, Any]:
