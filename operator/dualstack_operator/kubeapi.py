@@ -441,6 +441,28 @@ class KubeAPI:
             views += [PolicyView.from_body(item) for item in doc.get("items") or []]
         return views
 
+    async def list_cluster_policies(self) -> list[PolicyView]:
+        """Every ClusterDualStackPolicy; none where the CRD or the right to list is missing."""
+        try:
+            body = await _raw(
+                client.CustomObjectsApi(self.api).list_cluster_custom_object(
+                    models.GROUP, models.VERSION, models.CLUSTER_PLURAL, _preload_content=False
+                )
+            )
+        except ApiError as err:
+            if err.status in (403, 404):
+                return []
+            raise
+        items = json.loads(body).get("items") or []
+        return [PolicyView.from_body(item, cluster=True) for item in items]
+
+    async def list_namespace_labels(self) -> dict[str, dict[str, str]]:
+        body = await _raw(client.CoreV1Api(self.api).list_namespace(_preload_content=False))
+        return {
+            str(item["metadata"]["name"]): dict(item["metadata"].get("labels") or {})
+            for item in json.loads(body).get("items") or []
+        }
+
     async def list_service_cidr_families(self) -> list[IPFamily] | None:
         """The default ServiceCIDR's families by listing (the plan's only right), or None."""
         try:

@@ -17,12 +17,16 @@ from typing import Any
 import yaml
 
 from dualstack_operator import models
+from dualstack_operator.cluster_policy import effective_policies
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import ApiError
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.models import IPFamily
 from dualstack_operator.plan import PolicyView
 from dualstack_operator.report import RENDERERS, build_report
+
+# The operator's own namespace, which no cluster policy governs without a selector.
+OWN = "dualstack-system"
 
 
 class PlanInputError(Exception):
@@ -60,9 +64,11 @@ def add_parser(sub: Any) -> None:
 
 def policies_from_files(
     paths: Sequence[Path], namespaces: Sequence[str]
-) -> dict[str, list[PolicyView]]:
-    """DualStackPolicies from YAML files, by namespace; file order stands for age."""
+) -> tuple[dict[str, list[PolicyView]], list[PolicyView]]:
+    """DualStackPolicies (by namespace) and ClusterDualStackPolicies from YAML files;
+    file order stands for age."""
     out: dict[str, list[PolicyView]] = {}
+    cluster: list[PolicyView] = []
     index = 0
     for path in paths:
         try:
@@ -70,10 +76,21 @@ def policies_from_files(
         except (OSError, yaml.YAMLError) as err:
             raise PlanInputError(f"{path}: {err}") from err
         for doc in docs:
-            if doc.get("kind") != models.KIND:
-                continue
             meta = doc.get("metadata") or {}
             name = meta.get("name") or f"policy-{index}"
+            if doc.get("kind") == models.CLUSTER_KIND:
+                body = {
+                    **doc,
+                    "metadata": {**meta, "name": name, "creationTimestamp": f"{index:08}"},
+                }
+                view = PolicyView.from_body(body, cluster=True)
+                if view.spec is None:
+                    raise PlanInputError(f"{path}: {models.CLUSTER_KIND} {name}: {view.spec_error}")
+                cluster.append(view)
+                index += 1
+                continue
+            if doc.get("kind") != models.KIND:
+                continue
             targets = [meta["namespace"]] if meta.get("namespace") else list(namespaces)
             if not targets:
                 raise PlanInputError(
@@ -94,9 +111,11 @@ def policies_from_files(
                     raise PlanInputError(f"{path}: {models.KIND} {name}: {view.spec_error}")
                 out.setdefault(ns, []).append(view)
             index += 1
-    if not out:
-        raise PlanInputError(f"no {models.KIND} in {', '.join(map(str, paths))}")
-    return out
+    if not out and not cluster:
+        raise PlanInputError(
+            f"no {models.KIND} or {models.CLUSTER_KIND} in {', '.join(map(str, paths))}"
+        )
+    return out, cluster
 
 
 async def _services(api: KubeAPI, namespace: str | None) -> list[ServiceView]:
@@ -127,12 +146,21 @@ async def collect(args: argparse.Namespace) -> str:
     try:
         namespaces: list[str] = list(args.namespace)
         if args.filename:
-            policies = policies_from_files(args.filename, namespaces)
+            own, cluster_policies = policies_from_files(args.filename, namespaces)
         else:
-            listed = await api.list_policies(tuple(namespaces))
-            policies = {}
-            for view in listed:
-                policies.setdefault(view.namespace, []).append(view)
+            own = {}
+            for view in await api.list_policies(tuple(namespaces)):
+                own.setdefault(view.namespace, []).append(view)
+            cluster_policies = await api.list_cluster_policies()
+        policies = dict(own)
+        if cluster_policies:
+            # Namespaces without a policy of their own, by their labels (a namespace
+            # with one is governed by it alone).
+            for ns, labels in (await api.list_namespace_labels()).items():
+                if ns not in own:
+                    governing = effective_policies([], cluster_policies, ns, labels, OWN)
+                    if governing:
+                        policies[ns] = governing
         if namespaces:
             policies = {ns: v for ns, v in policies.items() if ns in namespaces}
         services: dict[str, list[ServiceView]] = {}
@@ -151,9 +179,22 @@ async def collect(args: argparse.Namespace) -> str:
         await api.close()
 
 
+async def collect_patiently(args: argparse.Namespace, attempts: int = 10) -> str:
+    """``collect``, waiting out a server that asks us to (429: throttled, or a new CRD's
+    storage still initializing)."""
+    for attempt in range(attempts):
+        try:
+            return await collect(args)
+        except ApiError as err:
+            if err.status != 429 or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
-        sys.stdout.write(asyncio.run(collect(args)))
+        sys.stdout.write(asyncio.run(collect_patiently(args)))
     except PlanInputError as err:
         print(f"dualstack-operator plan: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -100,16 +100,7 @@ def plan_lines(
     """One line per Service a policy of the namespace selects, by name."""
     views = list(policies)
     enforced = [
-        PolicyView(
-            p.namespace,
-            p.name,
-            p.uid,
-            p.generation,
-            p.created,
-            p.spec.model_copy(update={"mode": Mode.ENFORCE}) if p.spec else None,
-            p.spec_error,
-            p.status,
-        )
+        replace(p, spec=p.spec.model_copy(update={"mode": Mode.ENFORCE}) if p.spec else None)
         for p in views
     ]
     modes = {p.name: str(p.spec.mode) if p.spec else "" for p in views}
@@ -164,7 +155,7 @@ def plan_lines(
                 service=name,
                 type="Headless" if svc.headless else svc.type,
                 current=_fields(svc.ip_family_policy, svc.ip_families),
-                policy=plan.policy.name,
+                policy=f"cdsp/{plan.policy.name}" if plan.policy.cluster else plan.policy.name,
                 mode=modes[plan.policy.name],
                 verdict=verdict,
                 reason=str(decision.reason or ""),

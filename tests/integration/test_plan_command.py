@@ -186,3 +186,36 @@ def test_kubectl_plugin(dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Pat
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["totals"]["services"] == 6
+
+
+def test_plan_with_a_cluster_policy_and_a_namespace_of_its_own(
+    dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    docs = [
+        {
+            "apiVersion": "dualstack.dev/v1alpha1",
+            "kind": "ClusterDualStackPolicy",
+            "metadata": {"name": "wave-1"},
+            "spec": {
+                "ipFamilyPolicy": "PreferDualStack",
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            },
+        }
+    ]
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    out = plan(dual_cluster.kubeconfig, "-n", ns, "-f", str(path), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    got = {s["service"]: s for s in json.loads(out.stdout)["services"]}
+    assert got["web"]["policy"] == "cdsp/wave-1"
+    assert got["web"]["verdict"] == "Patch"  # keeps its IPv4 primary, gains IPv6
+    # A namespace's own policy wins over the cluster's.
+    docs.append(yaml.safe_load(policy_file(tmp_path, ns).read_text()))
+    path.write_text(yaml.safe_dump_all(docs))
+    out = plan(dual_cluster.kubeconfig, "-n", ns, "-f", str(path), "-o", "json")
+    got = {s["service"]: s for s in json.loads(out.stdout)["services"]}
+    assert got["web"]["policy"] == "default"
+    assert got["web"]["verdict"] == "Recreate"
