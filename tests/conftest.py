@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,15 @@ from support.operator_proc import OperatorProcess
 
 CRD = REPO / "crds" / "dualstackpolicy.yaml"
 CLUSTER_CRD = REPO / "crds" / "clusterdualstackpolicy.yaml"
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    """Helm, built from its Go module (hack/helm; cached per user)."""
+    out = subprocess.run(
+        [str(REPO / "hack" / "helm" / "build.sh")], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())
 
 
 @pytest.fixture(scope="session")

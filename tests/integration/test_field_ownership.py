@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localcluster import LocalCluster
+from localcluster import REPO, LocalCluster
 from support.audit import operator_writes, service_patches
 from support.kube import Kubectl, KubectlError, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
@@ -124,3 +127,36 @@ def test_a_fight_ends_after_three_writes_with_reverted(
     warnings = [e for e in dual.get("events")["items"] if e["reason"] == "Reverted"]
     assert len(warnings) == 1
     assert warnings[0]["type"] == "Warning"
+
+
+def test_a_helm_chart_that_pins_the_families_is_reported_not_fought(
+    dual: Kubectl,
+    dual_cluster: LocalCluster,
+    start_operator: StartOperator,
+    helm: Path,
+    tmp_path: Path,
+) -> None:
+    """Helm 4 installs with server-side apply as "helm": the chart is the source of truth."""
+    chart = REPO / "tests" / "fixtures" / "chart"
+    env = {**os.environ, "KUBECONFIG": str(dual.kubeconfig), "HOME": str(tmp_path)}
+
+    def helm_run(verb: str, release: str, *args: str) -> None:
+        argv = [str(helm), verb, release, str(chart), "-n", dual.namespace or "", *args]
+        subprocess.run(argv, env=env, check=True, capture_output=True, text=True, timeout=120)
+
+    helm_run("install", "web")
+    assert dual.get("service", "web")["spec"]["ipFamilyPolicy"] == "SingleStack"
+    operator = start_operator(dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    status = status_when(dual, lambda s: drift_of(s, "web") is not None)
+    entry = drift_of(status, "web")
+    assert entry is not None
+    assert entry["reason"] == "ManagedByOther"
+    assert "applied by helm" in entry["message"]
+    for i in range(3):  # upgrades that change something else: events, passes, no writes
+        after_next_pass(
+            operator,
+            lambda i=i: helm_run("upgrade", "web", "--set", f"replicasNote={i}"),  # type: ignore[misc]
+        )
+    assert patches(dual_cluster, dual, "web") == 0
+    assert dual.get("service", "web")["spec"]["ipFamilies"] == ["IPv4"]
