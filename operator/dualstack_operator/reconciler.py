@@ -198,7 +198,13 @@ class Reconciler:
         assert self.recreator is not None
         ns, name = entry.namespace, entry.service
         fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
-        policy_ref = _ref(models.KIND, f"{models.GROUP}/{models.VERSION}", ns, entry.policy)
+        cluster_scoped = entry.policy_kind == models.CLUSTER_KIND
+        policy_ref = _ref(
+            entry.policy_kind,
+            f"{models.GROUP}/{models.VERSION}",
+            "" if cluster_scoped else ns,
+            entry.policy,
+        )
         created = outcome.created
         if outcome.done and created is not None:
             self.metrics.recreated(ns, entry.policy, ok=True)
@@ -329,7 +335,7 @@ class Reconciler:
         svc, fields = candidates[0]
         try:
             outcome = await self.recreator.recreate(
-                ns, svc.name, policy.name, fields, spec.max_recreations_per_hour
+                ns, svc.name, policy.name, fields, spec.max_recreations_per_hour, policy.kind
             )
         except ApiError as err:  # the journal could not be written: nothing was deleted
             self.metrics.recreated(ns, policy.name, ok=False)

@@ -101,13 +101,21 @@ class Entry:
     policy: str
     old_uid: str
     manifest: dict[str, Any]
+    policy_kind: str = "DualStackPolicy"  # or ClusterDualStackPolicy
 
     @classmethod
     def of(cls, configmap: Mapping[str, Any]) -> Entry:
         data = configmap.get("data") or {}
         manifest = json.loads(data["manifest"])
         meta = manifest["metadata"]
-        return cls(meta["namespace"], meta["name"], data.get("policy", ""), data["uid"], manifest)
+        return cls(
+            meta["namespace"],
+            meta["name"],
+            data.get("policy", ""),
+            data["uid"],
+            manifest,
+            data.get("policyKind", "DualStackPolicy"),
+        )
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,7 @@ class Recreator:
                 "manifest": json.dumps(entry.manifest, sort_keys=True),
                 "uid": entry.old_uid,
                 "policy": entry.policy,
+                "policyKind": entry.policy_kind,
             },
         }
         await self.store.create_configmap(self.journal_namespace, body)
@@ -185,7 +194,13 @@ class Recreator:
     # --- recreation ---------------------------------------------------------------------
 
     async def recreate(
-        self, namespace: str, name: str, policy: str, fields: Mapping[str, Any], per_hour: int
+        self,
+        namespace: str,
+        name: str,
+        policy: str,
+        fields: Mapping[str, Any],
+        per_hour: int,
+        policy_kind: str = "DualStackPolicy",
     ) -> Outcome | None:
         """Journal, delete, create. None: nothing was done (the Service changed or went)."""
         service = await self.store.read_service(namespace, name)
@@ -193,7 +208,12 @@ class Recreator:
             return None
         meta = service.get("metadata") or {}
         entry = Entry(
-            namespace, name, policy, str(meta.get("uid", "")), recreated_manifest(service, fields)
+            namespace,
+            name,
+            policy,
+            str(meta.get("uid", "")),
+            recreated_manifest(service, fields),
+            policy_kind,
         )
         await self._journal(entry)  # nothing is deleted that is not written down first
         try:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from localcluster import LocalCluster
+from localcluster import LocalCluster, free_port
 from support.kube import Kubectl, dsp, families, service, wait_for
 from support.operator_proc import OperatorProcess
 
@@ -43,7 +43,9 @@ def namespaces(dual: Kubectl) -> Iterator[list[Kubectl]]:
             admin.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
+@pytest.mark.parametrize("mechanism", ["policy", "webhook"])
 def test_a_cluster_policy_governs_labelled_namespaces_and_an_own_policy_wins(
+    mechanism: str,
     dual: Kubectl,
     dual_cluster: LocalCluster,
     namespaces: list[Kubectl],
@@ -59,7 +61,12 @@ def test_a_cluster_policy_governs_labelled_namespaces_and_an_own_policy_wins(
         dual_cluster.operator_kubeconfig,
         [k.namespace or "" for k in namespaces],
         dual_cluster.state_dir / f"{name}.log",
-        ("--metrics-port=0", "--admission=policy"),
+        (
+            "--metrics-port=0",
+            f"--admission={mechanism}",
+            "--webhook-address=127.0.0.1",
+            f"--webhook-port={free_port()}",
+        ),
     )
     operator.start()
     try:
@@ -84,13 +91,15 @@ def test_a_cluster_policy_governs_labelled_namespaces_and_an_own_policy_wins(
             )(admin.get("cdsp", name).get("status") or {}),
         )
         assert status["matchedServices"] == 2
-        assert status["admission"] == "MutatingAdmissionPolicy"
+        assert status["admission"] == (
+            "MutatingAdmissionPolicy" if mechanism == "policy" else "Webhook"
+        )
         header, row = admin.run("get", "cdsp", name).splitlines()
         assert header.split()[:4] == ["NAME", "POLICY", "FAMILIES", "MODE"]
         assert "NAMESPACES" in header.split()
         assert row.split()[header.split().index("NAMESPACES")] == "2"
 
-        # New Services in a governed namespace are born compliant (native admission).
+        # New Services in a governed namespace are born compliant (either admission path).
         born = wait_for(
             "a Service born dual-stack under the cluster policy",
             lambda: (lambda svc: svc if svc["spec"]["ipFamilies"] == ["IPv4", "IPv6"] else None)(
