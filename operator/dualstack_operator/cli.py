@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -138,6 +139,8 @@ def _logging(fmt: str, verbose: bool) -> None:
     # kopf's per-object chatter is debug material; ours stays at INFO.
     logging.getLogger("kopf").setLevel(logging.DEBUG if verbose else logging.WARNING)
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # "Config not found": the preflight says it once, with what to do.
+    logging.getLogger("kubernetes_asyncio.config").setLevel(logging.ERROR)
 
 
 class _JSONFormatter(logging.Formatter):
@@ -181,13 +184,46 @@ def resolve_admission(mode: str, served: set[str] | None) -> Admission | None:
     return Admission.POLICY if native else Admission.WEBHOOK
 
 
-async def _served_admission(kubeconfig: str | None = None) -> set[str]:
+class StartupError(Exception):
+    """Why the operator cannot start, in one line for the user."""
+
+
+PREFLIGHT_TIMEOUT = 15.0
+
+
+async def preflight(kubeconfig: str | None = None) -> set[str]:
+    """One request before kopf starts, so that a missing or broken kubeconfig, an
+    unreachable server or refused credentials end the process with one clear line
+    (kopf would retry forever). Returns what admissionregistration.k8s.io/v1 serves."""
+    from kubernetes_asyncio.config import ConfigException
+    from yaml import YAMLError
+
+    from dualstack_operator.errors import ApiError
     from dualstack_operator.kubeapi import KubeAPI
 
     api = KubeAPI(kubeconfig)
-    await api.connect()
+    source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
     try:
-        return await api.served_admission_resources()
+        await api.connect()
+    except (ConfigException, OSError, ValueError, TypeError, AttributeError, YAMLError) as err:
+        # (A file that is not YAML, or not a kubeconfig, fails in the loader's parsing.)
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise StartupError(f"cannot load the kubeconfig {source}: {reason}") from err
+    server = api.api.configuration.host
+    try:
+        return await asyncio.wait_for(api.served_admission_resources(), PREFLIGHT_TIMEOUT)
+    except TimeoutError as err:
+        raise StartupError(
+            f"cannot reach the API server at {server}: no answer in {PREFLIGHT_TIMEOUT:.0f}s"
+        ) from err
+    except ApiError as err:
+        if err.status == 0:
+            raise StartupError(f"cannot reach the API server at {server}: {err}") from err
+        if err.status in (401, 403):
+            raise StartupError(
+                f"the API server at {server} refused the operator's credentials: {err}"
+            ) from err
+        raise StartupError(f"the API server at {server} answered: {err}") from err
     finally:
         await api.close()
 
@@ -220,11 +256,11 @@ def run(args: argparse.Namespace) -> int:
 
     from dualstack_operator.kopf_app import App
 
-    served = asyncio.run(_served_admission()) if args.admission in ("auto", "policy") else None
     try:
+        served = asyncio.run(preflight())
         admission = resolve_admission(args.admission, served)
-    except AdmissionUnavailable as err:
-        log.error("%s", err)
+    except (StartupError, AdmissionUnavailable) as err:
+        print(f"dualstack-operator: {err}", file=sys.stderr)
         return 1
     if admission is not None:
         log.info(

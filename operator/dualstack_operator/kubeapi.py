@@ -509,11 +509,10 @@ class KubeAPI:
 
     async def served_admission_resources(self) -> set[str]:
         """The resources ``admissionregistration.k8s.io/v1`` serves (discovery)."""
-        try:
-            found = await client.AdmissionregistrationV1Api(self.api).get_api_resources()
-        except ApiException as exc:
-            raise _error(exc) from exc
-        return {str(r.name) for r in found.resources or []}
+        body = await _raw(
+            client.AdmissionregistrationV1Api(self.api).get_api_resources(_preload_content=False)
+        )
+        return {str(r.get("name")) for r in json.loads(body).get("resources") or []}
 
     async def delete_webhook_configuration(self, name: str) -> None:
         """Deletes the configuration if it is there."""
