@@ -7,10 +7,11 @@ enforced by the API server at ``kubectl apply`` time.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 GROUP = "dualstack.dev"
 VERSION = "v1alpha1"
@@ -76,6 +77,18 @@ class DriftReason(StrEnum):
     REVERTED = "Reverted"  # someone keeps undoing the operator's fix: it stopped writing
 
 
+# Kubernetes label syntax: an optional DNS-subdomain prefix and "/", then a name of at
+# most 63 characters; values are empty or such a name. The API server refuses others on
+# its own kinds, and so does this CRD (at `kubectl apply`).
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+_CEL_LABEL_KEY = LABEL_KEY.replace("\\", "\\\\")  # inside a CEL string literal
+
+
 def _schema_extra(**extra: Any) -> ConfigDict:
     return ConfigDict(json_schema_extra=extra, populate_by_name=True)
 
@@ -95,11 +108,11 @@ class LabelSelectorRequirement(BaseModel):
         }
     )
 
-    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    key: str = Field(min_length=1, max_length=317, pattern=LABEL_KEY, description="The label key.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="How the key relates to the values."
     )
-    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+    values: list[LabelValue] | None = Field(
         default=None, max_length=64, description="Values for In and NotIn."
     )
 
@@ -109,9 +122,27 @@ class LabelSelector(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    match_labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
+    @field_validator("match_labels")
+    @classmethod
+    def _label_keys(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if len(key) > 317 or not re.match(LABEL_KEY, key):
+                raise ValueError(f"invalid label key {key!r}")
+        return value
+
+    match_labels: dict[str, LabelValue] | None = Field(
         default=None,
         alias="matchLabels",
+        max_length=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, size(k) <= 317 && k.matches('{_CEL_LABEL_KEY}'))",
+                    "message": "label keys are an optional DNS-subdomain prefix and '/', "
+                    "then a name of at most 63 alphanumerics, '-', '_' or '.'",
+                }
+            ]
+        },
         description="Labels a Service must carry, each with exactly this value.",
     )
     match_expressions: list[LabelSelectorRequirement] | None = Field(

@@ -74,6 +74,36 @@ def dsp(spec: dict[str, Any], name: str = "p") -> dict[str, Any]:
             {"ipFamilyPolicy": "PreferDualStack", "serviceSelector": {"matchLabels": "tier=web"}},
             "spec.serviceSelector.matchLabels: Invalid value",
         ),
+        (
+            {
+                "ipFamilyPolicy": "PreferDualStack",
+                "serviceSelector": {"matchLabels": {"bad key!": "x"}},
+            },
+            "label keys are an optional DNS-subdomain prefix",
+        ),
+        (
+            {
+                "ipFamilyPolicy": "PreferDualStack",
+                "serviceSelector": {"matchLabels": {"ok": "bad value!"}},
+            },
+            "spec.serviceSelector.matchLabels.ok: Invalid value",
+        ),
+        (
+            {
+                "ipFamilyPolicy": "PreferDualStack",
+                "serviceSelector": {"matchExpressions": [{"key": "a b", "operator": "Exists"}]},
+            },
+            "spec.serviceSelector.matchExpressions[0].key: Invalid value",
+        ),
+        (
+            {
+                "ipFamilyPolicy": "PreferDualStack",
+                "serviceSelector": {
+                    "matchLabels": {f"k{i}": "v" for i in range(65)},
+                },
+            },
+            "must have at most 64 items",
+        ),
     ],
 )
 def test_bad_input_is_refused_at_apply(dual: Kubectl, spec: dict[str, Any], message: str) -> None:
@@ -120,3 +150,12 @@ def test_kubectl_explain_teaches_the_api(dual: Kubectl) -> None:
         assert field in text
     assert "the first is the primary" in text
     assert "never writes to a Service" in " ".join(dual.run("explain", "dsp.spec.mode").split())
+
+
+def test_label_syntax_kubernetes_accepts_is_accepted(dual: Kubectl) -> None:
+    selector = {
+        "matchLabels": {"app.kubernetes.io/name": "web", "tier": "", "v": "a-b_c.d"},
+        "matchExpressions": [{"key": "example.com/team", "operator": "In", "values": ["x.y"]}],
+    }
+    dual.create(dsp({"ipFamilyPolicy": "PreferDualStack", "serviceSelector": selector}))
+    assert dual.get("dsp", "p")["spec"]["serviceSelector"] == selector
