@@ -22,7 +22,13 @@ from dualstack_operator.models import (
     DriftReason,
     IPFamily,
 )
-from dualstack_operator.plan import PolicyPlan, PolicyView, admission_path, condition
+from dualstack_operator.plan import (
+    PolicyPlan,
+    PolicyView,
+    admission_path,
+    condition,
+    outcome_conditions,
+)
 from dualstack_operator.settings import Admission
 
 # Never governed by a cluster policy without a namespaceSelector (nor the operator's own).
@@ -81,25 +87,8 @@ def build_cluster_status(
             if d.state == State.DRIFTED:
                 drift.append((ns, name, d.reason or DriftReason.CONFLICT, d.message))
     matched = compliant + drifted
-    if drift:
-        message = f"{len(drift)} of {matched} Services drifted in {len(parts)} namespaces"
-        compliance = condition(
-            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
-        )
-    else:
-        message = f"all {matched} Services in {len(parts)} namespaces match"
-        compliance = condition(
-            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
-        )
-    ready = condition(
-        "Ready",
-        "True",
-        "Reconciling",
-        f"governing {matched} Services in {len(parts)} namespaces",
-        generation,
-        previous,
-        stamp,
-    )
+    where = f" in {len(parts)} namespaces"
+    ready, compliance = outcome_conditions(len(drift), matched, where, policy, stamp)
     status = ClusterDualStackPolicyStatus(
         observedGeneration=generation,
         clusterIPFamilies=list(cluster),

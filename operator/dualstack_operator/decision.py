@@ -25,7 +25,7 @@ from dualstack_operator.models import (
     LabelSelector,
     Mode,
 )
-from dualstack_operator.ownership import family_appliers, last_family_writer
+from dualstack_operator.ownership import family_owners
 
 
 class State(StrEnum):
@@ -62,7 +62,7 @@ class ServiceView:
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         annotations = meta.get("annotations") or {}
-        managed = meta.get("managedFields") or ()
+        appliers, writer = family_owners(meta.get("managedFields") or ())
         policy = spec.get("ipFamilyPolicy")
         return cls(
             namespace=intern(str(meta.get("namespace", ""))),
@@ -75,13 +75,9 @@ class ServiceView:
             ip_family_policy=intern(str(policy)) if policy else None,
             ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
             recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
-            applied_by=tuple(intern(m) for m in family_appliers(managed)),
-            written_by=_interned(last_family_writer(managed)),
+            applied_by=tuple(intern(m) for m in appliers),
+            written_by=intern(writer) if writer else None,
         )
-
-
-def _interned(value: str | None) -> str | None:
-    return intern(value) if value else None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ gone, changed meanwhile, refused for good, expired history, or anything else
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 
 @dataclass(frozen=True)
@@ -51,3 +54,21 @@ def classify(status: int, message: str) -> ApiError:
     else:
         kind = ApiError
     return kind(status, message)
+
+
+T = TypeVar("T")
+
+
+async def waiting_out_429(
+    call: Callable[[], Awaitable[T]], attempts: int = 10, delay: float = 1.0
+) -> T:
+    """``call()``, again after ``delay`` while the server answers 429 (throttled, or a new
+    CRD's storage still initializing); other errors, and the last 429, are raised."""
+    for _ in range(attempts - 1):
+        try:
+            return await call()
+        except ApiError as err:
+            if err.status != 429:
+                raise
+        await asyncio.sleep(delay)
+    return await call()

@@ -23,7 +23,7 @@ from dualstack_operator import models
 from dualstack_operator.admission import CONFIGURATION_NAME
 from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import ClusterFamilies, ServiceCache, Views
-from dualstack_operator.errors import ApiError
+from dualstack_operator.errors import waiting_out_429
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.metrics import Metrics
 from dualstack_operator.peering import PeeringGate
@@ -69,17 +69,6 @@ class App:
             if self.reconciler is not None:
                 self.queue.mark_many(self.reconciler.cluster_namespaces())
 
-    async def _any_policies(self) -> bool:
-        """Whether any policy exists, waiting out a 429 (a CRD's storage initializing)."""
-        for _ in range(30):
-            try:
-                return await self.api.any_policies(self.settings.namespaces)
-            except ApiError as err:
-                if err.status != 429:
-                    raise
-                await asyncio.sleep(1.0)
-        return await self.api.any_policies(self.settings.namespaces)
-
     async def start(
         self,
         policies: kopf.Index[str, PolicyView],
@@ -103,7 +92,7 @@ class App:
             watched=settings.namespaces,
         )
         await views.cluster.refresh(self.api)
-        if not await self._any_policies():
+        if not await waiting_out_429(lambda: self.api.any_policies(settings.namespaces), 30):
             # Kopf calls no handler when there is no policy: nothing marks them known.
             views.policies_ready.set()
         native = NativeAdmission(

@@ -20,26 +20,20 @@ def _owns_family_fields(entry: Mapping[str, Any]) -> bool:
     return any(f in spec for f in FAMILY_FIELDS)
 
 
-def family_appliers(managed_fields: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
-    """Managers other than ours that hold ipFamilyPolicy or ipFamilies through an apply."""
-    return tuple(
-        sorted(
-            {
-                str(entry.get("manager", ""))
-                for entry in managed_fields
-                if entry.get("operation") == "Apply"
-                and entry.get("manager") != FIELD_MANAGER
-                and _owns_family_fields(entry)
-            }
-        )
-    )
-
-
-def last_family_writer(managed_fields: Iterable[Mapping[str, Any]]) -> str | None:
-    """The manager other than ours that last wrote the family fields (who reverted us)."""
-    writers = [
-        (str(entry.get("time", "")), str(entry.get("manager", "")))
-        for entry in managed_fields
-        if entry.get("manager") != FIELD_MANAGER and _owns_family_fields(entry)
-    ]
-    return max(writers)[1] if writers else None
+def family_owners(
+    managed_fields: Iterable[Mapping[str, Any]],
+) -> tuple[tuple[str, ...], str | None]:
+    """One pass over managedFields (every cached Service goes through it): the managers
+    other than ours that hold ipFamilyPolicy or ipFamilies through an apply, and the one
+    of them (any operation) that wrote those fields last (who reverted us)."""
+    appliers: set[str] = set()
+    last: tuple[str, str] | None = None
+    for entry in managed_fields:
+        manager = str(entry.get("manager", ""))
+        if manager == FIELD_MANAGER or not _owns_family_fields(entry):
+            continue
+        if entry.get("operation") == "Apply":
+            appliers.add(manager)
+        written = (str(entry.get("time", "")), manager)
+        last = written if last is None else max(last, written)
+    return tuple(sorted(appliers)), last[1] if last else None

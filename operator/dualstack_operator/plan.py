@@ -167,6 +167,26 @@ def admission_path(mode: Mode, admission: Admission | None) -> AdmissionPath | N
     return None
 
 
+def outcome_conditions(
+    drifted: int, matched: int, where: str, policy: PolicyView, stamp: str
+) -> list[Condition]:
+    """Ready and Compliant for a policy that was reconciled (``where``: " in N namespaces")."""
+    generation, previous = policy.generation, policy.status
+    if drifted:
+        message = f"{drifted} of {matched} Services drifted{where}"
+        compliant = condition(
+            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
+        )
+    else:
+        message = f"all {matched} Services{where} match"
+        compliant = condition(
+            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
+        )
+    governing = f"governing {matched} Services{where}"
+    ready = condition("Ready", "True", "Reconciling", governing, generation, previous, stamp)
+    return [ready, compliant]
+
+
 def build_status(
     plan: PolicyPlan,
     cluster: Sequence[IPFamily],
@@ -190,19 +210,7 @@ def build_status(
         DriftEntry(service=name, reason=d.reason or DriftReason.CONFLICT, message=d.message)
         for name, d in drifted[:DRIFT_LIST_LIMIT]
     ]
-    if drifted:
-        message = f"{len(drifted)} of {matched} Services drifted"
-        compliant = condition(
-            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
-        )
-    else:
-        message = f"all {matched} Services match"
-        compliant = condition(
-            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
-        )
-    ready = condition(
-        "Ready", "True", "Reconciling", f"governing {matched} Services", generation, previous, stamp
-    )
+    ready, compliant = outcome_conditions(len(drifted), matched, "", policy, stamp)
     return _dump(
         DualStackPolicyStatus(
             observedGeneration=generation,

@@ -19,7 +19,7 @@ import yaml
 from dualstack_operator import models
 from dualstack_operator.cluster_policy import effective_policies
 from dualstack_operator.decision import ServiceView
-from dualstack_operator.errors import ApiError
+from dualstack_operator.errors import ApiError, waiting_out_429
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.models import IPFamily
 from dualstack_operator.plan import PolicyView
@@ -179,22 +179,9 @@ async def collect(args: argparse.Namespace) -> str:
         await api.close()
 
 
-async def collect_patiently(args: argparse.Namespace, attempts: int = 10) -> str:
-    """``collect``, waiting out a server that asks us to (429: throttled, or a new CRD's
-    storage still initializing)."""
-    for attempt in range(attempts):
-        try:
-            return await collect(args)
-        except ApiError as err:
-            if err.status != 429 or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(1.0)
-    raise AssertionError("unreachable")
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        sys.stdout.write(asyncio.run(collect_patiently(args)))
+        sys.stdout.write(asyncio.run(waiting_out_429(lambda: collect(args))))
     except PlanInputError as err:
         print(f"dualstack-operator plan: {err}", file=sys.stderr)
         return 2

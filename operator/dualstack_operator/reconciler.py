@@ -34,8 +34,8 @@ from dualstack_operator.plan import (
     status_differs,
 )
 from dualstack_operator.queue import WorkQueue
-from dualstack_operator.recreate import Entry, Outcome, Recreator, describe
-from dualstack_operator.report import recreatable
+from dualstack_operator.recreate import Outcome, Recreator
+from dualstack_operator.report import describe_fields, recreatable
 from dualstack_operator.settings import Admission, ReconcileSettings
 
 log = logging.getLogger("dualstack_operator")
@@ -76,6 +76,12 @@ def _applied(patch: dict[str, Any], svc: ServiceView) -> dict[str, Any]:
             "ipFamilies": list(spec.get("ipFamilies", svc.ip_families)),
         }
     }
+
+
+def _policy_ref(policy: PolicyView) -> dict[str, str]:
+    return _ref(
+        policy.kind, f"{models.GROUP}/{models.VERSION}", policy.namespace, policy.name, policy.uid
+    )
 
 
 class Reconciler:
@@ -182,7 +188,7 @@ class Reconciler:
         assert self.recreator is not None
         for entry in await self.recreator.pending(namespace):
             outcome = await self.recreator.finish(entry)
-            await self._recreation_reported(entry, outcome)
+            await self._recreation_reported(outcome)
             if not outcome.done:
                 attempts = self.journaled.get(namespace, 0)
                 self.journaled[namespace] = attempts + 1
@@ -193,9 +199,9 @@ class Reconciler:
         self.journaled.pop(namespace, None)
         return False
 
-    async def _recreation_reported(self, entry: Entry, outcome: Outcome) -> None:
+    async def _recreation_reported(self, outcome: Outcome) -> None:
         """Log, metric and Events for one recreation attempt."""
-        assert self.recreator is not None
+        entry = outcome.entry
         ns, name = entry.namespace, entry.service
         fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
         cluster_scoped = entry.policy_kind == models.CLUSTER_KIND
@@ -209,8 +215,9 @@ class Reconciler:
         if outcome.done and created is not None:
             self.metrics.recreated(ns, entry.policy, ok=True)
             ips = (created.get("spec") or {}).get("clusterIPs") or []
+            now = describe_fields(fields["ipFamilyPolicy"], fields["ipFamilies"] or [])
             message = (
-                f"{name} deleted and created again as {describe(fields)} by policy "
+                f"{name} deleted and created again as {now} by policy "
                 f"{entry.policy}: new clusterIPs {', '.join(ips)} (old uid {entry.old_uid})"
             )
             log.info("%s/%s recreated: %s", ns, name, message)
@@ -268,12 +275,16 @@ class Reconciler:
         services = dict(self.views.services.in_namespace(namespace))
         for plan in plan_namespace(policies, services.values(), cluster):
             if self.recreator is not None and not open_recreation:
-                plan, open_recreation = await self._recreate_one(plan, services, cluster)
+                plan, open_recreation = await self._recreate_one(plan, namespace, services, cluster)
             with self.metrics.duration.labels("policy").time():
                 await self._reconcile_policy(plan, namespace, services, cluster, admission)
 
     async def _recreate_one(
-        self, plan: PolicyPlan, services: Mapping[str, ServiceView], cluster: list[IPFamily]
+        self,
+        plan: PolicyPlan,
+        ns: str,
+        services: Mapping[str, ServiceView],
+        cluster: list[IPFamily],
     ) -> tuple[PolicyPlan, bool]:
         """Under a Recreate policy, recreates one Service whose primary family is wrong.
 
@@ -306,32 +317,27 @@ class Reconciler:
                     )
                 continue
             fields = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
-            if fields is None:
-                continue
-            candidates.append((svc, fields))
-            overrides[name] = Decision(
-                decision.state, decision.reason, decision.message + "; to be recreated", None
-            )
-        plan = plan.with_overrides(overrides)
-        if not candidates:
-            return plan, False
-        ns = policy.namespace
-        if self.recreator.budget_left(ns, policy.name, spec.max_recreations_per_hour) <= 0:
+            if fields is not None:
+                candidates.append((svc, fields))
+        exhausted = bool(candidates) and (
+            self.recreator.budget_left(ns, policy.name, spec.max_recreations_per_hour) <= 0
+        )
+        note = "; to be recreated"
+        if exhausted:
             wait = self.recreator.next_slot_seconds(ns, policy.name)
             self.queue.requeue_after(ns, wait + 1)
             note = (
                 f"; the budget of {spec.max_recreations_per_hour} recreations per hour is "
                 f"used, next in {wait / 60:.0f} min"
             )
-            return plan.with_overrides(
-                {
-                    svc.name: Decision(
-                        d.state, d.reason, d.message.replace("; to be recreated", note), None
-                    )
-                    for svc, _ in candidates
-                    for d in [plan.decisions[svc.name]]
-                }
-            ), False
+        for svc, _ in candidates:
+            decision = plan.decisions[svc.name]
+            overrides[svc.name] = Decision(
+                decision.state, decision.reason, decision.message + note, None
+            )
+        plan = plan.with_overrides(overrides)
+        if not candidates or exhausted:
+            return plan, False
         svc, fields = candidates[0]
         try:
             outcome = await self.recreator.recreate(
@@ -342,20 +348,12 @@ class Reconciler:
             self.metrics.error("service")
             message = f"{svc.name}: not recreated, the journal could not be written: {err}"
             log.warning("%s/%s", ns, message)
-            ref = _ref(
-                policy.kind,
-                f"{models.GROUP}/{models.VERSION}",
-                policy.namespace,
-                policy.name,
-                policy.uid,
-            )
-            await self._event(ref, "Warning", "RecreateFailed", message)
+            await self._event(_policy_ref(policy), "Warning", "RecreateFailed", message)
             self.queue.requeue_after(ns, self.settings.error_retry_seconds)
             return plan, True
         if outcome is None:
             return plan, True  # the Service changed or went: its event brings a new pass
-        entry = outcome.entry or Entry(ns, svc.name, policy.name, "", {"spec": fields})
-        await self._recreation_reported(entry, outcome)
+        await self._recreation_reported(outcome)
         if not outcome.done:
             self.journaled[ns] = 1
             self.queue.requeue_after(ns, self.settings.reject_backoff[0])
@@ -468,13 +466,7 @@ class Reconciler:
             self.queue.requeue_after(policy.namespace, self.settings.error_retry_seconds)
             return
         old = {c.get("type"): c for c in policy.status.get("conditions") or []}
-        ref = _ref(
-            policy.kind,
-            f"{models.GROUP}/{models.VERSION}",
-            policy.namespace,
-            policy.name,
-            policy.uid,
-        )
+        ref = _policy_ref(policy)
         for cond in status.get("conditions", []):
             before = old.get(cond["type"])
             if before is None or before.get("reason") != cond["reason"]:

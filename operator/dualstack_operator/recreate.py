@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -120,12 +120,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one attempt did: ``done`` once the new Service exists; a message either way."""
+    """What one attempt at ``entry`` did: ``done`` once the new Service exists (or the
+    name is someone else's); a message either way."""
 
+    entry: Entry
     done: bool
     message: str
     created: dict[str, Any] | None = None
-    entry: Entry | None = None
 
 
 class Recreator:
@@ -227,8 +228,7 @@ class Recreator:
             return None
         self.recent.setdefault((namespace, policy), deque()).append(self.clock())
         fault_point("after-delete")
-        outcome = await self.finish(entry)
-        return Outcome(outcome.done, outcome.message, outcome.created, entry)
+        return await self.finish(entry)
 
     async def finish(self, entry: Entry) -> Outcome:
         """Creates the journaled Service unless it exists; the entry goes once it does."""
@@ -237,11 +237,11 @@ class Recreator:
             uid = str((current.get("metadata") or {}).get("uid", ""))
             if uid == entry.old_uid:
                 await self._forget(entry)  # the delete never happened: decide again
-                return Outcome(False, "the Service was not deleted; nothing to finish")
+                return Outcome(entry, False, "the Service was not deleted; nothing to finish")
             wanted = entry.manifest["spec"].get("ipFamilies")
             if (current.get("spec") or {}).get("ipFamilies") == wanted:
                 await self._forget(entry)  # ours, created before the entry could go
-                return Outcome(True, "already recreated", current)
+                return Outcome(entry, True, "already recreated", current)
             return await self._taken(entry, uid)
         try:
             created = await self.store.create_service(entry.namespace, entry.manifest)
@@ -249,12 +249,12 @@ class Recreator:
             # Taken between our look and our create (or still terminating).
             current = await self.store.read_service(entry.namespace, entry.service)
             if current is None:
-                return Outcome(False, "the old Service is still terminating; retrying")
+                return Outcome(entry, False, "the old Service is still terminating; retrying")
             return await self._taken(entry, str(current["metadata"].get("uid", "")))
         except ApiError as err:
-            return Outcome(False, f"the API server refused to create it again: {err}")
+            return Outcome(entry, False, f"the API server refused to create it again: {err}")
         await self._forget(entry)
-        return Outcome(True, "recreated", created)
+        return Outcome(entry, True, "recreated", created)
 
     async def _taken(self, entry: Entry, uid: str) -> Outcome:
         """Someone else's Service has the name now: never overwritten; the entry is kept."""
@@ -264,13 +264,9 @@ class Recreator:
             {JOURNAL_LABEL: "superseded"},
         )
         return Outcome(
+            entry,
             True,
             f"the name was taken meanwhile by another Service (uid {uid}); it was left alone. "
             f"The old manifest is kept in ConfigMap {self.journal_namespace}/"
             f"{journal_name(entry.namespace, entry.service)}",
         )
-
-
-def describe(fields: Mapping[str, Any]) -> str:
-    families: Sequence[str] = fields.get("ipFamilies") or []
-    return f"{fields.get('ipFamilyPolicy')} [{', '.join(families)}]"

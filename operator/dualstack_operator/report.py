@@ -56,7 +56,8 @@ def recreatable(svc: ServiceView) -> bool:
     )
 
 
-def _fields(policy: str | None, families: Sequence[str]) -> str:
+def describe_fields(policy: str | None, families: Sequence[str]) -> str:
+    """ipFamilyPolicy [families], as the plan and the recreation Events print them."""
     return f"{policy or '-'} [{', '.join(families)}]"
 
 
@@ -126,13 +127,13 @@ def plan_lines(
                 verdict = Verdict.RECREATE
                 target = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
                 wanted = target or {}
-                change = "recreate as " + _fields(
+                change = "recreate as " + describe_fields(
                     wanted.get("ipFamilyPolicy", svc.ip_family_policy),
                     wanted.get("ipFamilies", svc.ip_families),
                 )
                 if decision.patch is not None:
                     patch = decision.patch["spec"]
-                    interim = _fields(
+                    interim = describe_fields(
                         patch["ipFamilyPolicy"], patch.get("ipFamilies", svc.ip_families)
                     )
                     change += f"; until then patched to {interim}"
@@ -145,7 +146,9 @@ def plan_lines(
             elif decision.patch is not None:
                 verdict = Verdict.PATCH
                 patch = decision.patch["spec"]
-                change = _fields(patch["ipFamilyPolicy"], patch.get("ipFamilies", svc.ip_families))
+                change = describe_fields(
+                    patch["ipFamilyPolicy"], patch.get("ipFamilies", svc.ip_families)
+                )
                 automatic = not audit
             elif decision.state == State.DRIFTED:
                 verdict = Verdict.BLOCKED
@@ -154,7 +157,7 @@ def plan_lines(
                 namespace=svc.namespace,
                 service=name,
                 type="Headless" if svc.headless else svc.type,
-                current=_fields(svc.ip_family_policy, svc.ip_families),
+                current=describe_fields(svc.ip_family_policy, svc.ip_families),
                 policy=f"cdsp/{plan.policy.name}" if plan.policy.cluster else plan.policy.name,
                 mode=modes[plan.policy.name],
                 verdict=verdict,
