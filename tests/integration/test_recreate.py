@@ -11,7 +11,7 @@ import pytest
 from dualstack_operator.recreate import FAULT_ENV, journal_name
 from localcluster import LocalCluster
 from support.audit import operator_writes
-from support.kube import Kubectl, dsp, service, status_when, wait_for
+from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
 pytestmark = pytest.mark.cluster
@@ -164,43 +164,8 @@ def test_audit_never_recreates(
 
 def deny_service_creation(admin: Kubectl, namespace: str) -> str:
     """A real refusal of the create: a ValidatingAdmissionPolicy denying Service CREATE."""
-    name = f"deny-create-{namespace}"[:63]
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["CREATE"],
-                            "resources": ["services"],
-                        }
-                    ]
-                },
-                "validations": [{"expression": "false", "message": "creation frozen"}],
-            },
-        }
-    )
-    admin.apply(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        }
-    )
-    return name
+    name = f"deny-create-{namespace}"
+    return deny_services(admin, namespace, name, "CREATE", "false", "creation frozen")
 
 
 def test_a_refused_create_is_retried_and_the_journal_keeps_the_manifest(

@@ -110,10 +110,12 @@ def service(name: str, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
 
 
-def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str:
-    """A real API-server rejection for the operator's patches: a ValidatingAdmissionPolicy
-    refusing Service updates to RequireDualStack in one namespace. Returns its name."""
-    name = f"deny-require-{namespace}"[:63]
+def deny_services(
+    admin: Kubectl, namespace: str, name: str, operation: str, expression: str, message: str
+) -> str:
+    """A real API-server rejection: a ValidatingAdmissionPolicy refusing Service
+    ``operation``s in one namespace where ``expression`` is false. Returns its name."""
+    name = name[:63]
     admin.apply(
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -126,17 +128,12 @@ def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str
                         {
                             "apiGroups": [""],
                             "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
+                            "operations": [operation],
                             "resources": ["services"],
                         }
                     ]
                 },
-                "validations": [
-                    {
-                        "expression": "object.spec.ipFamilyPolicy != 'RequireDualStack'",
-                        "message": message,
-                    }
-                ],
+                "validations": [{"expression": expression, "message": message}],
             },
         }
     )
@@ -155,6 +152,14 @@ def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str
         }
     )
     return name
+
+
+def deny_require_dual_stack(admin: Kubectl, namespace: str, message: str) -> str:
+    """Refuses Service updates to RequireDualStack in one namespace (the operator's patches)."""
+    expression = "object.spec.ipFamilyPolicy != 'RequireDualStack'"
+    return deny_services(
+        admin, namespace, f"deny-require-{namespace}", "UPDATE", expression, message
+    )
 
 
 def dsp(name: str = "default", **spec: Any) -> dict[str, Any]:
