@@ -13,12 +13,19 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: raising sets __traceback__ on the instance
 class ApiError(Exception):
     """A failed request: the HTTP status (0 if none came back) and the server's message."""
 
     status: int
     message: str
+    retry_after: float | None = None  # the server's Retry-After, in seconds
+
+    @property
+    def transient(self) -> bool:
+        """Throttled (429), the server failing (5xx) or no answer at all: the same request
+        will likely succeed later, so every caller should slow down, not give up."""
+        return self.status in (0, 429) or self.status >= 500
 
     def __str__(self) -> str:
         return f"{self.status}: {self.message}" if self.status else self.message
@@ -40,7 +47,7 @@ class Expired(ApiError):
     """410 Gone: the resourceVersion is older than the server's history; list afresh."""
 
 
-def classify(status: int, message: str) -> ApiError:
+def classify(status: int, message: str, retry_after: float | None = None) -> ApiError:
     """The typed error for an HTTP status."""
     kind: type[ApiError]
     if status == 404:
@@ -53,7 +60,15 @@ def classify(status: int, message: str) -> ApiError:
         kind = Rejected
     else:
         kind = ApiError
-    return kind(status, message)
+    return kind(status, message, retry_after)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (the API server sends whole seconds)."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: not what the API server sends; use our own backoff
 
 
 T = TypeVar("T")
@@ -70,5 +85,6 @@ async def waiting_out_429(
         except ApiError as err:
             if err.status != 429:
                 raise
-        await asyncio.sleep(delay)
+            wait = delay if err.retry_after is None else max(delay, err.retry_after)
+        await asyncio.sleep(wait)
     return await call()

@@ -40,7 +40,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from dualstack_operator import models
 from dualstack_operator.cache import ServicePage, WatchEvent
 from dualstack_operator.decision import ServiceView
-from dualstack_operator.errors import ApiError, NotFound, classify
+from dualstack_operator.errors import ApiError, NotFound, classify, retry_after
 from dualstack_operator.models import IPFamily
 from dualstack_operator.native_admission import Kind
 from dualstack_operator.ownership import FIELD_MANAGER
@@ -62,7 +62,12 @@ def _message(body: str | bytes | None, default: str) -> str:
 
 
 def _error(exc: ApiException) -> ApiError:
-    return classify(int(exc.status or 0), _message(exc.body, str(exc.reason)))
+    headers: Any = exc.headers or {}
+    return classify(
+        int(exc.status or 0),
+        _message(exc.body, str(exc.reason)),
+        retry_after(headers.get("Retry-After")),
+    )
 
 
 # What a broken connection raises below the generated client.
@@ -87,7 +92,11 @@ async def _open(call: Awaitable[Any]) -> Any:
             body = await resp.read()
         finally:
             resp.release()
-        raise classify(resp.status, _message(body, resp.reason or str(resp.status)))
+        raise classify(
+            resp.status,
+            _message(body, resp.reason or str(resp.status)),
+            retry_after(resp.headers.get("Retry-After")),
+        )
     return resp
 
 

@@ -37,6 +37,7 @@ from dualstack_operator.queue import WorkQueue
 from dualstack_operator.recreate import Outcome, Recreator
 from dualstack_operator.report import describe_fields, recreatable
 from dualstack_operator.settings import Admission, ReconcileSettings
+from dualstack_operator.throttle import Throttle
 
 log = logging.getLogger("dualstack_operator")
 
@@ -117,9 +118,9 @@ class Reconciler:
         )
         # What the last settled pass concluded per policy: its status and metrics.
         self.summaries: dict[tuple[str, str], Summary] = {}
-        # Concurrent Service patches across all namespaces (the API server's own
-        # priority and fairness queues the rest).
-        self.write_slots = asyncio.Semaphore(settings.write_concurrency)
+        # Writes in flight across all namespaces, fewer (and paused) while the API
+        # server answers 429 or fails; its priority and fairness queues the rest.
+        self.throttle = Throttle(settings.write_concurrency, clock=clock)
 
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
@@ -413,7 +414,10 @@ class Reconciler:
         assert patch is not None
         ref = _ref("Service", "v1", svc.namespace, svc.name)
         try:
-            async with self.write_slots:
+            async with self.throttle.slot():
+                if (wait := self.throttle.paused()) > 0:
+                    self.queue.requeue_after(svc.namespace, wait)
+                    return True  # the server is throttling us or away: not sent now
                 with self.metrics.duration.labels("service").time():
                     await self.writer.patch_service(
                         svc.namespace, svc.name, _applied(patch, svc), svc.resource_version
@@ -434,10 +438,11 @@ class Reconciler:
         except ApiError as err:  # throttled, unavailable, timed out: try again soon
             self.metrics.remediated(svc.namespace, policy.name, ok=False)
             self.metrics.error("service")
-            delay = self.settings.error_retry_seconds
+            delay = self._failed(err)
             log.warning("%s/%s: %s (retry in %.0fs)", svc.namespace, svc.name, err, delay)
             self.queue.requeue_after(svc.namespace, delay)
             return True  # no status from a pass that could not finish its writes
+        self.throttle.succeeded()
         self.ledger.accepted(svc)
         self.metrics.remediated(svc.namespace, policy.name, ok=True)
         spec = patch["spec"]
@@ -454,17 +459,23 @@ class Reconciler:
         if not status_differs(policy.status, status):
             return
         try:
-            if policy.cluster:
-                await self.writer.patch_cluster_policy_status(policy.name, status)
-            else:
-                await self.writer.patch_policy_status(policy.namespace, policy.name, status)
+            async with self.throttle.slot():
+                if (wait := self.throttle.paused()) > 0:
+                    self.queue.requeue_after(policy.namespace, wait)
+                    return
+                if policy.cluster:
+                    await self.writer.patch_cluster_policy_status(policy.name, status)
+                else:
+                    await self.writer.patch_policy_status(policy.namespace, policy.name, status)
         except NotFound:
             return  # deleted meanwhile
         except ApiError as err:
             self.metrics.error("policy")
+            delay = self._failed(err)
             log.warning("cannot write status of %s/%s: %s", policy.namespace, policy.name, err)
-            self.queue.requeue_after(policy.namespace, self.settings.error_retry_seconds)
+            self.queue.requeue_after(policy.namespace, delay)
             return
+        self.throttle.succeeded()
         old = {c.get("type"): c for c in policy.status.get("conditions") or []}
         ref = _policy_ref(policy)
         for cond in status.get("conditions", []):
@@ -474,9 +485,17 @@ class Reconciler:
                 kind = "Normal" if healthy else "Warning"
                 await self._event(ref, kind, cond["reason"], cond["message"])
 
+    def _failed(self, err: ApiError) -> float:
+        """When to try a failed write again: after the shared pause for a throttled or
+        failing server (every writer waits it out), else the usual retry."""
+        if err.transient:
+            return self.throttle.overloaded(err.retry_after)
+        return self.settings.error_retry_seconds
+
     async def _event(self, ref: dict[str, str], type: str, reason: str, message: str) -> None:
         try:
-            await self.writer.post_event(ref, type, reason, message)
+            async with self.throttle.slot():
+                await self.writer.post_event(ref, type, reason, message)
         except ApiError as err:
             log.warning("cannot post event %s on %s/%s: %s", reason, ref["kind"], ref["name"], err)
 

@@ -127,8 +127,32 @@ def test_transient_error_is_retried_soon_without_a_status_write() -> None:
         engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
         await engine.reconciler.reconcile(NS)
         assert api.statuses() == []
-        assert engine.queue.scheduled(NS) == engine.clock.now + 5.0
+        assert engine.queue.scheduled(NS) == engine.clock.now + 1.0, "the first backoff step"
         assert engine.metrics.errors["service"] == 1
+        await engine.stop()
+
+    run(scenario)
+
+
+def test_throttling_pauses_every_write_for_retry_after_and_halves_concurrency() -> None:
+    async def scenario(api: FakeApi) -> None:
+        for i in range(40):
+            api.service(NS, f"s{i:02}")
+        api.policy(NS, ipFamilyPolicy="PreferDualStack")
+        api.fail[(NS, "s00")] = [ApiError(429, "too many requests", retry_after=3.0)]
+        engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
+        throttle = engine.reconciler.throttle
+        await engine.reconciler.reconcile(NS)
+        # s00 went first (16 in flight): its 429 paused the gate; the writes not yet
+        # sent when it came back were held, not sent into a throttled server.
+        sent = len(api.patches())
+        assert sent < 40, "writes kept going after the 429"
+        assert throttle.limit == 8.0, "concurrency halved once"
+        assert engine.queue.scheduled(NS) == engine.clock.now + 3.0, "Retry-After honoured"
+        assert api.statuses() == []
+        engine.clock.advance(3.0)
+        await engine.reconciler.reconcile(NS)
+        assert {w.name for w in api.writes if w.kind == "patch"} == {f"s{i:02}" for i in range(40)}
         await engine.stop()
 
     run(scenario)
