@@ -314,8 +314,12 @@ class LocalCluster:
         state_dir: Path,
         families: Sequence[Family] = ("ipv4", "ipv6"),
         binaries: Path | None = None,
+        *,
+        audit_reads: bool = False,
     ) -> None:
         self.state_dir = state_dir.resolve()
+        # Also log the operator's reads and watches (fault tests count every request).
+        self.audit_reads = audit_reads
         self.families: tuple[Family, ...] = tuple(families)
         self._binaries = binaries
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -324,6 +328,7 @@ class LocalCluster:
         self.server = ""
         self.start_seconds = 0.0
         self._etcd_url = ""
+        self._etcd_argv: list[str] = []
         self._preexec: Callable[[], None] | None = None
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -379,6 +384,30 @@ class LocalCluster:
         """Stops and starts kube-apiserver (and its controller-manager) on the same etcd
         and port: every watch open against it is dropped."""
         self.reconfigure(self.families, timeout)
+
+    def stop_etcd(self) -> None:
+        """Stops etcd (the API server keeps running, and fails its requests)."""
+        self._stop_one("etcd")
+
+    def start_etcd(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Starts etcd again on its data and port; returns once it is healthy."""
+        self._spawn("etcd", self._etcd_argv)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            url = f"{self._etcd_url}/health"
+            with (
+                contextlib.suppress(OSError, ValueError),
+                urllib.request.urlopen(url, timeout=2) as resp,  # noqa: S310
+            ):
+                if json.load(resp).get("health") == "true":
+                    return
+            time.sleep(0.1)
+        raise ClusterError(f"etcd not healthy again:\n{self.log_tail('etcd')}")
+
+    def signal_apiserver(self, signum: int) -> None:
+        """SIGSTOP / SIGCONT: the API server stops answering (a partition) and resumes;
+        its connections stay open meanwhile, as behind a stalled network."""
+        os.kill(self._procs["kube-apiserver"].pid, signum)
 
     def compact_etcd(self) -> int:
         """Compacts etcd's history up to its current revision; returns that revision.
@@ -443,23 +472,21 @@ class LocalCluster:
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
         self._write_pki()
+        self._etcd_argv = [
+            str(self.binaries / "etcd"),
+            "--name=local",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={self._etcd_url}",
+            f"--advertise-client-urls={self._etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=local=http://127.0.0.1:{peer_port}",
+            "--listen-metrics-urls=",
+            "--unsafe-no-fsync",  # throwaway state: speed over durability
+            "--log-level=warn",
+        ]
         try:
-            self._spawn(
-                "etcd",
-                [
-                    str(self.binaries / "etcd"),
-                    "--name=local",
-                    f"--data-dir={self.state_dir / 'etcd'}",
-                    f"--listen-client-urls={self._etcd_url}",
-                    f"--advertise-client-urls={self._etcd_url}",
-                    f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-                    f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-                    f"--initial-cluster=local=http://127.0.0.1:{peer_port}",
-                    "--listen-metrics-urls=",
-                    "--unsafe-no-fsync",  # throwaway state: speed over durability
-                    "--log-level=warn",
-                ],
-            )
+            self._spawn("etcd", self._etcd_argv)
             self._start_control(begin + timeout)
         except BaseException:
             self.stop()
@@ -647,7 +674,11 @@ class LocalCluster:
             self.operator_kubeconfig,
             _kubeconfig(self.server, ca.cert, operator, "dualstack-operator").encode(),
         )
-        _write(self.state_dir / "audit-policy.json", json.dumps(AUDIT_POLICY).encode())
+        policy = json.loads(json.dumps(AUDIT_POLICY))
+        if self.audit_reads:
+            every = {"level": "Metadata", "users": OPERATOR_USERS}
+            policy["rules"].insert(-1, every)
+        _write(self.state_dir / "audit-policy.json", json.dumps(policy).encode())
         _write(
             self.state_dir / "controller-manager.kubeconfig",
             _kubeconfig(self.server, ca.cert, kcm, "system:kube-controller-manager").encode(),

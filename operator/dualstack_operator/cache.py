@@ -47,7 +47,7 @@ class ServiceSource(Protocol):
     ) -> ServicePage: ...
 
     def watch_services(
-        self, namespace: str | None, resource_version: str, timeout_seconds: int
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
     ) -> AsyncIterator[WatchEvent]:
         """Events after ``resource_version``; raises ``Expired`` when that is too old."""
         ...
@@ -172,7 +172,9 @@ class ServiceCache:
         """Applies events until the server ends the watch; returns how many came."""
         count = 0
         timeout = self.settings.watch_timeout_seconds
-        async for event in self.source.watch_services(scope, self._versions[scope], timeout):
+        silence = self.settings.watch_silence_seconds
+        version = self._versions[scope]
+        async for event in self.source.watch_services(scope, version, timeout, silence):
             count += 1
             if event.resource_version:
                 self._versions[scope] = event.resource_version  # resume from here

@@ -17,6 +17,7 @@ from typing import Any, cast
 from dualstack_operator import __version__, plan_command
 from dualstack_operator.settings import (
     Admission,
+    CacheSettings,
     MetricsSettings,
     PeeringSettings,
     ReconcileSettings,
@@ -112,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=ReconcileSettings.resync_seconds,
         metavar="S",
         help="a full pass over every policy this often, even without events (default: 300)",
+    )
+    run.add_argument(
+        "--watch-timeout-seconds",
+        type=int,
+        default=CacheSettings.watch_timeout_seconds,
+        metavar="S",
+        help="the API server ends each watch after S seconds and the operator resumes it; "
+        "a watch silent for S plus a grace (at most 30 s) is treated as a stalled "
+        "connection and restarted (default: 300)",
     )
     run.add_argument(
         "--journal-namespace",
@@ -243,6 +253,7 @@ def settings_from(args: argparse.Namespace, admission: Admission | None = None) 
             resync_seconds=args.resync_seconds,
             cluster_recheck_seconds=args.cluster_recheck_seconds,
         ),
+        cache=CacheSettings(watch_timeout_seconds=max(1, args.watch_timeout_seconds)),
         metrics=MetricsSettings(args.metrics_address, args.metrics_port),
         peering=peering,
         admission=admission,

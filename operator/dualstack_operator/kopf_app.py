@@ -160,8 +160,9 @@ def configure(settings: kopf.OperatorSettings, app: App) -> None:
         prefix=models.GROUP, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # our own Events, on our own terms
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    cache = app.settings.cache
+    settings.watching.server_timeout = cache.watch_timeout_seconds
+    settings.watching.client_timeout = cache.watch_silence_seconds
     if app.settings.peering:
         settings.peering.lifetime = app.settings.peering.lifetime
 

@@ -112,6 +112,21 @@ async def _raw(call: Awaitable[Any]) -> bytes:
     return body
 
 
+def _status_apply(
+    kind: str, name: str, namespace: str | None, status: dict[str, Any]
+) -> dict[str, Any]:
+    """A policy's status as a server-side apply by the operator's field manager: the
+    fields it sends are its own (a field it stops sending is removed), and conditions
+    other controllers add (the list is a map keyed by type) stay theirs."""
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {
+        "apiVersion": f"{models.GROUP}/{models.VERSION}",
+        "kind": kind,
+        "metadata": meta,
+        "status": status,
+    }
+
+
 def _families(cidrs: list[str]) -> list[IPFamily]:
     out: list[IPFamily] = []
     for cidr in cidrs:
@@ -164,7 +179,7 @@ class KubeAPI:
         )
 
     async def watch_services(
-        self, namespace: str | None, resource_version: str, timeout_seconds: int
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
     ) -> AsyncIterator[WatchEvent]:
         """Service events after ``resource_version`` until the server ends the watch."""
         call = self._list_services(
@@ -174,9 +189,7 @@ class KubeAPI:
             allow_watch_bookmarks=True,
             timeout_seconds=timeout_seconds,
             # The server ends the watch; this only guards against a silent connection.
-            _request_timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=30, sock_read=timeout_seconds + 30
-            ),
+            _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=silence),
         )
         resp = await _open(call)
         try:
@@ -348,10 +361,11 @@ class KubeAPI:
                 namespace,
                 models.PLURAL,
                 name,
-                {"status": status},
+                _status_apply(models.KIND, name, namespace, status),
                 field_manager=COMPONENT,
+                force=True,
                 _preload_content=False,
-                **_MERGE,
+                **_APPLY,
             )
         )
 
@@ -362,10 +376,11 @@ class KubeAPI:
                 models.VERSION,
                 models.CLUSTER_PLURAL,
                 name,
-                {"status": status},
+                _status_apply(models.CLUSTER_KIND, name, None, status),
                 field_manager=COMPONENT,
+                force=True,
                 _preload_content=False,
-                **_MERGE,
+                **_APPLY,
             )
         )
 

@@ -231,14 +231,19 @@ def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+OWN_CONDITIONS = frozenset({"Ready", "Compliant"})
+
+
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a status write is needed (timestamps alone never cause one)."""
+    """Whether a status write is needed: only the operator's own fields and conditions
+    count (another controller's condition never causes a write), timestamps never."""
 
     def strip(status: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(status)
         out["conditions"] = [
             {k: v for k, v in c.items() if k != "lastTransitionTime"}
             for c in status.get("conditions") or []
+            if c.get("type") in OWN_CONDITIONS
         ]
         return out
 

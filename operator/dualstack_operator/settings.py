@@ -34,6 +34,13 @@ class ReconcileSettings:
 class CacheSettings:
     page_size: int = 500  # Services per list page
     watch_timeout_seconds: int = 300  # the server ends a watch after this; we resume it
+
+    @property
+    def watch_silence_seconds(self) -> int:
+        """A watch silent this long is dead (a stalled connection, a partition): the
+        client drops it and resumes, even if the server never ends it."""
+        return self.watch_timeout_seconds + min(30, self.watch_timeout_seconds)
+
     retry_seconds: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # after a failed list or watch
 
 

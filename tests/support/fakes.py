@@ -160,7 +160,7 @@ class FakeApi:
         )
 
     async def watch_services(
-        self, namespace: str | None, resource_version: str, timeout_seconds: int
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
     ) -> AsyncIterator[WatchEvent]:
         self.watch_starts.append(resource_version)
         since = int(resource_version)
