@@ -316,8 +316,10 @@ class LocalCluster:
         binaries: Path | None = None,
         *,
         audit_reads: bool = False,
+        apiserver_args: Sequence[str] = (),
     ) -> None:
         self.state_dir = state_dir.resolve()
+        self.apiserver_args = tuple(apiserver_args)
         # Also log the operator's reads and watches (fault tests count every request).
         self.audit_reads = audit_reads
         self.families: tuple[Family, ...] = tuple(families)
@@ -520,6 +522,7 @@ class LocalCluster:
                 f"--audit-log-path={self.state_dir / AUDIT_LOG}",
                 "--audit-log-mode=blocking",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         self._wait_http(f"{self.server}/readyz", "kube-apiserver", deadline, client_cert=True)

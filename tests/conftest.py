@@ -34,9 +34,21 @@ def binaries() -> Path:
 
 
 def _cluster(
-    factory: pytest.TempPathFactory, binaries: Path, families: tuple[Family, ...]
+    factory: pytest.TempPathFactory,
+    binaries: Path,
+    families: tuple[Family, ...],
+    *,
+    audit_reads: bool = False,
+    apiserver_args: tuple[str, ...] = (),
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(factory.mktemp("-".join(families)), families, binaries)
+    prefix = "-".join(families) + ("-faults" if audit_reads else "")
+    cluster = LocalCluster(
+        factory.mktemp(prefix),
+        families,
+        binaries,
+        audit_reads=audit_reads,
+        apiserver_args=apiserver_args,
+    )
     cluster.start(die_with_parent=True)
     try:
         # The CRD is part of every cluster the tests use, as `kubectl apply` installs it.
@@ -73,6 +85,23 @@ def ipv6_cluster(
     yield from _cluster(tmp_path_factory, binaries, ("ipv6", "ipv4"))
 
 
+@pytest.fixture(scope="session")
+def fault_cluster(
+    tmp_path_factory: pytest.TempPathFactory, binaries: Path
+) -> Iterator[LocalCluster]:
+    """Dual-stack, for fault tests alone: they stop its etcd, restart and SIGSTOP its
+    API server, and throttle the operator's user; its audit log has every operator
+    request, reads included. Its API server has a small total concurrency (as a busy
+    server has little to spare), so one share of it is one seat."""
+    yield from _cluster(
+        tmp_path_factory,
+        binaries,
+        ("ipv4", "ipv6"),
+        audit_reads=True,
+        apiserver_args=("--max-requests-inflight=30", "--max-mutating-requests-inflight=10"),
+    )
+
+
 def _namespace(
     request: pytest.FixtureRequest, cluster: LocalCluster, binaries: Path
 ) -> Iterator[Kubectl]:
@@ -92,6 +121,14 @@ def dual(
 ) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace of the dual-stack cluster."""
     yield from _namespace(request, dual_cluster, binaries)
+
+
+@pytest.fixture
+def faulty(
+    request: pytest.FixtureRequest, fault_cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace of the fault-test cluster."""
+    yield from _namespace(request, fault_cluster, binaries)
 
 
 @pytest.fixture
@@ -118,11 +155,16 @@ def start_operator(
     started: list[OperatorProcess] = []
 
     def start(
-        cluster: LocalCluster, kubectl: Kubectl, *args: str, env: dict[str, str] | None = None
+        cluster: LocalCluster,
+        kubectl: Kubectl,
+        *args: str,
+        env: dict[str, str] | None = None,
+        kubeconfig: Path | None = None,
     ) -> OperatorProcess:
         assert kubectl.namespace
         log = tmp_path / f"operator-{len(started)}.log"
-        proc = OperatorProcess(cluster.operator_kubeconfig, [kubectl.namespace], log, args, env)
+        config = kubeconfig or cluster.operator_kubeconfig
+        proc = OperatorProcess(config, [kubectl.namespace], log, args, env)
         proc.start()
         started.append(proc)
         return proc

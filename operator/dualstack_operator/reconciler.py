@@ -489,14 +489,16 @@ class Reconciler:
         """When to try a failed write again: after the shared pause for a throttled or
         failing server (every writer waits it out), else the usual retry."""
         if err.transient:
-            return self.throttle.overloaded(err.retry_after)
+            return self.throttle.failed(err.status, err.retry_after)
         return self.settings.error_retry_seconds
 
     async def _event(self, ref: dict[str, str], type: str, reason: str, message: str) -> None:
         try:
             async with self.throttle.slot():
                 await self.writer.post_event(ref, type, reason, message)
-        except ApiError as err:
+        except ApiError as err:  # Events are best effort: not retried, but they slow us too
+            if err.transient:
+                self.throttle.failed(err.status, err.retry_after)
             log.warning("cannot post event %s on %s/%s: %s", reason, ref["kind"], ref["name"], err)
 
 

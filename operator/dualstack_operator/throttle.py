@@ -1,11 +1,13 @@
 """How fast the operator writes: one shared, adaptive limit for every write it sends.
 
-An API server that answers 429 (priority and fairness rejecting the operator's
-share), 5xx or nothing at all is overloaded or away. Sending the rest of a pass's
-writes at full concurrency then only adds load and fills the audit log with
-refusals, so every writer shares one gate: it pauses all writes for the server's
-Retry-After (or a growing backoff), halves the writes allowed in flight, and grows
-them back by one per success (additive increase, multiplicative decrease).
+Two kinds of trouble, two answers:
+- 429: priority and fairness refused the operator's share. The writes allowed in
+  flight are halved (to one at least) and do not grow again until the server's
+  Retry-After has passed; the refused write itself waits that long. The other
+  writes go on at the lower concurrency, which the share does admit.
+- 5xx or no answer: the server is failing or away, and every write would fail
+  alike. All writes pause, for a backoff that grows while it lasts.
+Each success adds one write in flight again, up to the configured concurrency.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ class Throttle:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ceiling = max(1, concurrency)
-        self.limit = float(self.ceiling)  # writes allowed in flight now
+        self.limit = self.ceiling  # writes allowed in flight now
         self.backoff = backoff
         self.clock = clock
         self.in_flight = 0
-        self.paused_until = 0.0
-        self.strikes = 0  # overloads in a row, without a success between them
+        self.paused_until = 0.0  # no write is sent before this (the server is away)
+        self.steady_until = 0.0  # the limit does not grow before this (after a 429)
+        self.strikes = 0  # failures in a row, without a success between them
         self._changed = asyncio.Condition()
 
     def paused(self) -> float:
@@ -43,7 +46,7 @@ class Throttle:
     async def slot(self) -> AsyncIterator[None]:
         """Held while one write is in flight (at most ``limit`` at once)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < int(self.limit))
+            await self._changed.wait_for(lambda: self.in_flight < self.limit)
             self.in_flight += 1
         try:
             yield
@@ -54,20 +57,19 @@ class Throttle:
 
     def succeeded(self) -> None:
         self.strikes = 0
-        self.limit = min(float(self.ceiling), self.limit + 1.0)
+        if self.clock() >= self.steady_until:
+            self.limit = min(self.ceiling, self.limit + 1)
 
-    def overloaded(self, retry_after: float | None) -> float:
-        """Records a 429/5xx/no answer; returns how long every write now waits.
-
-        The writes that were already in flight fail together: only the first of them
-        (the one that finds no pause in effect) halves the limit and adds a strike.
-        """
+    def failed(self, status: int, retry_after: float | None) -> float:
+        """Records a 429, 5xx or no answer; returns when to retry the failed write."""
         now = self.clock()
-        if now >= self.paused_until:
-            self.strikes += 1
-            self.limit = max(1.0, self.limit / 2)
-        delay = self.backoff[min(max(self.strikes, 1), len(self.backoff)) - 1]
+        self.strikes += 1
+        self.limit = max(1, self.limit // 2)
+        delay = self.backoff[min(self.strikes, len(self.backoff)) - 1]
         if retry_after is not None:
-            delay = max(delay, retry_after)
+            delay = max(delay, retry_after) if status != 429 else retry_after
+        if status == 429:
+            self.steady_until = max(self.steady_until, now + delay)
+            return delay
         self.paused_until = max(self.paused_until, now + delay)
         return self.paused_until - now

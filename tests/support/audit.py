@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
+from dataclasses import dataclass
 
 from localcluster import LocalCluster
 
@@ -60,3 +62,50 @@ def admission_writes(cluster: LocalCluster, name: str) -> Counter[tuple[str, str
             continue
         counts[(ref["resource"], event["verb"])] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class Request:
+    """One operator request as the API server logged it (fault-test clusters log all)."""
+
+    at: float  # when the server received it (Unix seconds)
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    code: int
+
+
+def operator_requests(
+    cluster: LocalCluster, since: float, until: float, user: str = "dualstack-operator"
+) -> list[Request]:
+    """Every request of the operator's user received in [since, until)."""
+    out = []
+    for event in cluster.audit_events():
+        if event["user"]["username"] != user:
+            continue
+        at = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+        if not since <= at < until:
+            continue
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", event.get("requestURI", ""))
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        code = (event.get("responseStatus") or {}).get("code", 0)
+        out.append(
+            Request(
+                at, event["verb"], resource, ref.get("namespace", ""), ref.get("name", ""), code
+            )
+        )
+    return out
+
+
+def busiest_second(requests: list[Request]) -> int:
+    """The most requests received within any one second."""
+    times = sorted(r.at for r in requests)
+    best, lo = 0, 0
+    for hi, at in enumerate(times):
+        while at - times[lo] >= 1.0:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

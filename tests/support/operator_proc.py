@@ -72,6 +72,9 @@ class OperatorProcess:
         self.proc = None
         return code
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def pause(self) -> None:
         """SIGSTOP: the operator stops reading its connections (a long GC pause, a frozen node)."""
         assert self.proc is not None
@@ -81,15 +84,18 @@ class OperatorProcess:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGCONT)
 
-    def policy_passes(self) -> int:
-        """Policy reconcile passes completed so far (from the operator's own /metrics)."""
+    def scrape(self) -> str:
+        """The operator's /metrics ("" while it does not serve them)."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:
-                text = resp.read().decode()
+                return str(resp.read().decode())
         except OSError:
-            return -1  # not serving yet
-        for line in text.splitlines():
+            return ""
+
+    def policy_passes(self) -> int:
+        """Policy reconcile passes completed so far (from the operator's own /metrics)."""
+        for line in self.scrape().splitlines():
             if line.startswith('dualstack_reconcile_duration_seconds_count{kind="policy"}'):
                 return int(float(line.split()[-1]))
         return -1

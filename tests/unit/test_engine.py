@@ -134,7 +134,7 @@ def test_transient_error_is_retried_soon_without_a_status_write() -> None:
     run(scenario)
 
 
-def test_throttling_pauses_every_write_for_retry_after_and_halves_concurrency() -> None:
+def test_a_429_halves_the_writes_in_flight_and_retries_after_retry_after() -> None:
     async def scenario(api: FakeApi) -> None:
         for i in range(40):
             api.service(NS, f"s{i:02}")
@@ -143,16 +143,38 @@ def test_throttling_pauses_every_write_for_retry_after_and_halves_concurrency() 
         engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
         throttle = engine.reconciler.throttle
         await engine.reconciler.reconcile(NS)
-        # s00 went first (16 in flight): its 429 paused the gate; the writes not yet
-        # sent when it came back were held, not sent into a throttled server.
-        sent = len(api.patches())
-        assert sent < 40, "writes kept going after the 429"
-        assert throttle.limit == 8.0, "concurrency halved once"
+        assert throttle.limit == 8, "concurrency halved"
+        assert len(api.patches()) == 40, "the others go on, at the lower concurrency"
         assert engine.queue.scheduled(NS) == engine.clock.now + 3.0, "Retry-After honoured"
-        assert api.statuses() == []
+        assert throttle.limit == 8, "no growth before Retry-After has passed"
         engine.clock.advance(3.0)
         await engine.reconciler.reconcile(NS)
-        assert {w.name for w in api.writes if w.kind == "patch"} == {f"s{i:02}" for i in range(40)}
+        assert len(api.patches("s00")) == 2
+        assert throttle.limit == 9, "and one more per success after it"
+        await engine.stop()
+
+    run(scenario)
+
+
+def test_a_failing_server_pauses_every_write_with_a_growing_backoff() -> None:
+    async def scenario(api: FakeApi) -> None:
+        for i in range(40):
+            api.service(NS, f"s{i:02}")
+        api.policy(NS, ipFamilyPolicy="PreferDualStack")
+        api.fail[(NS, "s00")] = [ApiError(503, "unavailable"), ApiError(0, "refused")]
+        engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
+        await engine.reconciler.reconcile(NS)
+        # s00 went first: its 503 paused the gate, and the writes not yet sent when
+        # it came back were held, not sent into a failing server.
+        assert len(api.patches()) < 40, "writes kept going after the 503"
+        assert engine.queue.scheduled(NS) == engine.clock.now + 1.0
+        assert engine.reconciler.throttle.paused() == 1.0
+        engine.clock.advance(1.0)
+        await engine.reconciler.reconcile(NS)
+        assert engine.reconciler.throttle.paused() == 2.0, "the backoff grows"
+        engine.clock.advance(2.0)
+        await engine.reconciler.reconcile(NS)
+        assert {w.name for w in api.patches()} == {f"s{i:02}" for i in range(40)}
         await engine.stop()
 
     run(scenario)
