@@ -11,10 +11,12 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from dualstack_operator import __version__, plan_command
+from dualstack_operator.models import GROUP
 from dualstack_operator.settings import (
     Admission,
     CacheSettings,
@@ -199,12 +201,41 @@ class StartupError(Exception):
 
 
 PREFLIGHT_TIMEOUT = 15.0
+CRD_HINT = "kubectl apply -k crds/"
+
+# What the operator cannot work without: (verb, API group, resource[/subresource]),
+# checked in each watched namespace (or cluster-wide); the cluster-scoped ones once.
+REQUIRED_RIGHTS = (
+    ("list", "", "services"),
+    ("watch", "", "services"),
+    ("patch", "", "services"),
+    ("create", "", "events"),
+    ("list", GROUP, "dualstackpolicies"),
+    ("watch", GROUP, "dualstackpolicies"),
+    ("patch", GROUP, "dualstackpolicies/status"),
+)
+REQUIRED_CLUSTER_RIGHTS = (
+    ("list", "", "namespaces"),
+    ("watch", "", "namespaces"),
+    ("list", GROUP, "clusterdualstackpolicies"),
+    ("watch", GROUP, "clusterdualstackpolicies"),
+    ("patch", GROUP, "clusterdualstackpolicies/status"),
+)
+POLICY_RESOURCES = {"dualstackpolicies", "clusterdualstackpolicies"}
 
 
-async def preflight(kubeconfig: str | None = None) -> set[str]:
-    """One request before kopf starts, so that a missing or broken kubeconfig, an
-    unreachable server or refused credentials end the process with one clear line
-    (kopf would retry forever). Returns what admissionregistration.k8s.io/v1 serves."""
+@dataclass(frozen=True)
+class Found:
+    """What the preflight learnt from the API server."""
+
+    admission: set[str]  # what admissionregistration.k8s.io/v1 serves
+    missing_crds: bool  # dualstack.dev's resources are not served (yet)
+
+
+async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = ()) -> Found:
+    """Requests before kopf starts, so that a missing or broken kubeconfig, an
+    unreachable server, refused credentials or missing RBAC end the process with one
+    clear line (kopf would retry forever)."""
     from kubernetes_asyncio.config import ConfigException
     from yaml import YAMLError
 
@@ -221,7 +252,10 @@ async def preflight(kubeconfig: str | None = None) -> set[str]:
         raise StartupError(f"cannot load the kubeconfig {source}: {reason}") from err
     server = api.api.configuration.host
     try:
-        return await asyncio.wait_for(api.served_admission_resources(), PREFLIGHT_TIMEOUT)
+        async with asyncio.timeout(PREFLIGHT_TIMEOUT):
+            admission = await api.served_admission_resources()
+            missing = await _missing_rights(api, namespaces)
+            policies = await api.served_policy_resources()
     except TimeoutError as err:
         raise StartupError(
             f"cannot reach the API server at {server}: no answer in {PREFLIGHT_TIMEOUT:.0f}s"
@@ -236,6 +270,79 @@ async def preflight(kubeconfig: str | None = None) -> set[str]:
         raise StartupError(f"the API server at {server} answered: {err}") from err
     finally:
         await api.close()
+    if missing:
+        raise StartupError(
+            "missing RBAC: the operator's identity may not "
+            + "; ".join(missing)
+            + " (kubectl apply -k manifests/ grants these to its ServiceAccount)"
+        )
+    return Found(admission, not policies >= POLICY_RESOURCES)
+
+
+async def _missing_rights(api: Any, namespaces: Sequence[str]) -> list[str]:
+    """The required rights the identity lacks, as "verb resource [in namespace]"."""
+    checks = [(*right, ns or None) for ns in (namespaces or [""]) for right in REQUIRED_RIGHTS]
+    checks += [(*right, None) for right in REQUIRED_CLUSTER_RIGHTS]
+    answers = await asyncio.gather(*(api.allowed(*check) for check in checks))
+    missing = []
+    for (verb, group, resource, ns), allowed in zip(checks, answers, strict=True):
+        if not allowed:
+            name, slash, sub = resource.partition("/")
+            what = (f"{name}.{group}" if group else name) + slash + sub
+            where = f" in namespace {ns}" if ns else ""
+            missing.append(f"{verb} {what}{where}")
+    return missing
+
+
+async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
+    """Until the CRDs are served: says so once, stays alive (liveness 200) and unready
+    (/readyz 503), and checks again every few seconds."""
+    from aiohttp import web
+
+    from dualstack_operator.errors import ApiError
+    from dualstack_operator.kubeapi import KubeAPI
+
+    message = f"waiting for the CRD dualstackpolicies.{GROUP}: {CRD_HINT}"
+    log.warning(message)
+
+    async def alive(_: web.Request) -> web.Response:
+        return web.Response(text=message)
+
+    async def unready(_: web.Request) -> web.Response:
+        return web.Response(status=503, text=message)
+
+    runners = []
+    address, port = metrics
+    for listen, path, handler in (
+        (liveness_port, "/healthz", alive),
+        (port, "/readyz", unready),
+    ):
+        if not listen:
+            continue
+        app = web.Application()
+        app.router.add_get(path, handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, address, listen).start()
+        runners.append(runner)
+    api = KubeAPI()
+    await api.connect()
+    try:
+        while True:
+            try:
+                if await api.served_policy_resources() >= POLICY_RESOURCES:
+                    log.info("the CRDs are served: starting")
+                    return
+            except ApiError as err:
+                log.warning("cannot check for the CRDs: %s", err)
+            await asyncio.sleep(CRD_POLL_SECONDS)
+    finally:
+        await api.close()
+        for runner in runners:
+            await runner.cleanup()
+
+
+CRD_POLL_SECONDS = 5.0
 
 
 def settings_from(args: argparse.Namespace, admission: Admission | None = None) -> Settings:
@@ -268,11 +375,14 @@ def run(args: argparse.Namespace) -> int:
     from dualstack_operator.kopf_app import App
 
     try:
-        served = asyncio.run(preflight())
-        admission = resolve_admission(args.admission, served)
+        found = asyncio.run(preflight(namespaces=args.namespace))
+        admission = resolve_admission(args.admission, found.admission)
     except (StartupError, AdmissionUnavailable) as err:
         print(f"dualstack-operator: {err}", file=sys.stderr)
         return 1
+    if found.missing_crds:
+        metrics = (args.metrics_address, args.metrics_port)
+        asyncio.run(wait_for_crds(args.liveness_port, metrics))
     if admission is not None:
         log.info(
             "admission: %s",

@@ -130,7 +130,10 @@ class App:
         if settings.metrics.port:
             self.metrics.bind(self.reconciler)
             self.metrics_runner = await metrics_server.serve(
-                self.metrics, settings.metrics.address, settings.metrics.port
+                self.metrics,
+                settings.metrics.address,
+                settings.metrics.port,
+                lambda: services.synced.is_set() and views.policies_ready.is_set(),
             )
 
     async def stop(self) -> None:

@@ -538,6 +538,41 @@ class KubeAPI:
         )
         return {str(r.get("name")) for r in json.loads(body).get("resources") or []}
 
+    async def served_policy_resources(self) -> set[str]:
+        """The resources ``dualstack.dev/v1alpha1`` serves: empty before the CRDs."""
+        try:
+            body = await _raw(
+                client.CustomObjectsApi(self.api).get_api_resources(
+                    models.GROUP, models.VERSION, _preload_content=False
+                )
+            )
+        except NotFound:
+            return set()
+        return {str(r.get("name")) for r in json.loads(body).get("resources") or []}
+
+    async def allowed(self, verb: str, group: str, resource: str, namespace: str | None) -> bool:
+        """SelfSubjectAccessReview: may the operator's identity do this?"""
+        sub = ""
+        if "/" in resource:
+            resource, sub = resource.split("/", 1)
+        attrs = {"verb": verb, "group": group, "resource": resource, "subresource": sub}
+        if namespace:
+            attrs["namespace"] = namespace
+        body = await _raw(
+            client.AuthorizationV1Api(self.api).create_self_subject_access_review(
+                cast(
+                    Any,
+                    {
+                        "apiVersion": "authorization.k8s.io/v1",
+                        "kind": "SelfSubjectAccessReview",
+                        "spec": {"resourceAttributes": attrs},
+                    },
+                ),
+                _preload_content=False,
+            )
+        )
+        return bool((json.loads(body).get("status") or {}).get("allowed"))
+
     async def delete_webhook_configuration(self, name: str) -> None:
         """Deletes the configuration if it is there."""
         try:

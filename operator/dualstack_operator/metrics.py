@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -181,15 +181,24 @@ class _Collector(Collector):
         yield from (services, drift, info, remediations, recreations, reverts, families, errors)
 
 
-async def serve(metrics: Metrics, address: str, port: int) -> web.AppRunner:
-    """/metrics on the event loop, so a scrape sees one consistent moment of state."""
+async def serve(
+    metrics: Metrics, address: str, port: int, ready: Callable[[], bool]
+) -> web.AppRunner:
+    """/metrics on the event loop, so a scrape sees one consistent moment of state;
+    /readyz answers 200 once the caches are complete (the readiness probe)."""
 
     async def handle(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def readyz(_: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ok")
+        return web.Response(status=503, text="the Service and policy caches are filling")
+
     app = web.Application()
     app.router.add_get("/metrics", handle)
+    app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address, port).start()
