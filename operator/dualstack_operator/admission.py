@@ -125,6 +125,42 @@ MATCH_CONDITIONS: list[dict[str, str]] = [
 ]
 
 
+REVIEW_API_VERSIONS = ("admission.k8s.io/v1",)
+
+
+def malformed_review(doc: Any) -> str | None:
+    """Why a body is not an AdmissionReview the webhook can answer (None: it is one).
+
+    The API server only ever sends well-formed reviews; anything else reaching the
+    port is answered 400 before any handler runs, and the server stays up.
+    """
+    if not isinstance(doc, dict):
+        return "the body is not a JSON object"
+    if doc.get("kind") != "AdmissionReview" or doc.get("apiVersion") not in REVIEW_API_VERSIONS:
+        return f"not an AdmissionReview of {', '.join(REVIEW_API_VERSIONS)}"
+    request = doc.get("request")
+    if not isinstance(request, dict):
+        return "request is missing or not an object"
+    if not isinstance(request.get("uid"), str) or not request["uid"]:
+        return "request.uid is missing"
+    if not isinstance(request.get("operation"), str):
+        return "request.operation is missing"
+    if not isinstance(request.get("userInfo"), dict):
+        return "request.userInfo is missing"
+    for key in ("object", "oldObject"):
+        obj = request.get(key)
+        if obj is None:
+            continue
+        if not isinstance(obj, dict):
+            return f"request.{key} is not an object"
+        for part in ("metadata", "spec"):
+            if part in obj and not isinstance(obj[part], dict):
+                return f"request.{key}.{part} is not an object"
+    if request.get("object") is None and request.get("oldObject") is None:
+        return "request.object is missing"
+    return None
+
+
 def webhook_configuration(
     client_config: dict[str, Any], namespaces: Sequence[str], own_namespace: str | None
 ) -> dict[str, Any]:

@@ -49,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
     run.add_argument(
+        "--metrics-secure",
+        action="store_true",
+        help="serve /metrics over HTTPS, only to bearer tokens the API server lets get "
+        "the non-resource URL /metrics (TokenReview, SubjectAccessReview)",
+    )
+    run.add_argument(
+        "--metrics-cert-dir",
+        type=Path,
+        metavar="DIR",
+        help="tls.crt and tls.key for --metrics-secure (default: a self-signed pair)",
+    )
+    run.add_argument(
         "--liveness-port",
         type=int,
         default=8081,
@@ -361,7 +373,9 @@ def settings_from(args: argparse.Namespace, admission: Admission | None = None) 
             cluster_recheck_seconds=args.cluster_recheck_seconds,
         ),
         cache=CacheSettings(watch_timeout_seconds=max(1, args.watch_timeout_seconds)),
-        metrics=MetricsSettings(args.metrics_address, args.metrics_port),
+        metrics=MetricsSettings(
+            args.metrics_address, args.metrics_port, args.metrics_secure, args.metrics_cert_dir
+        ),
         peering=peering,
         admission=admission,
         journal_namespace=args.journal_namespace,

@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -20,12 +24,13 @@ from aiohttp import web
 
 from dualstack_operator import metrics as metrics_server
 from dualstack_operator import models
-from dualstack_operator.admission import CONFIGURATION_NAME
+from dualstack_operator.admission import CONFIGURATION_NAME, self_signed
 from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import ClusterFamilies, ServiceCache, Views
 from dualstack_operator.errors import waiting_out_429
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.metrics import Metrics
+from dualstack_operator.metrics_auth import MetricsAuth
 from dualstack_operator.peering import PeeringGate
 from dualstack_operator.plan import PolicyView
 from dualstack_operator.queue import WorkQueue
@@ -129,11 +134,14 @@ class App:
             task.add_done_callback(_report_crash)
         if settings.metrics.port:
             self.metrics.bind(self.reconciler)
+            secure = settings.metrics.secure
             self.metrics_runner = await metrics_server.serve(
                 self.metrics,
                 settings.metrics.address,
                 settings.metrics.port,
                 lambda: services.synced.is_set() and views.policies_ready.is_set(),
+                auth=MetricsAuth(self.api) if secure else None,
+                tls=metrics_tls(settings.metrics.cert_dir) if secure else None,
             )
 
     async def stop(self) -> None:
@@ -147,6 +155,19 @@ class App:
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
         await self.api.close()
+
+
+def metrics_tls(cert_dir: Path | None) -> ssl.SSLContext:
+    """The metrics server's TLS: tls.crt and tls.key from a Secret, else self-signed
+    (Prometheus then scrapes with insecure_skip_verify, as for controller-runtime)."""
+    if cert_dir is not None:
+        cert, key = cert_dir / "tls.crt", cert_dir / "tls.key"
+    else:
+        hosts = [socket.gethostname(), "localhost", "127.0.0.1"]
+        cert, key, _ = self_signed(Path(tempfile.mkdtemp(prefix="dualstack-metrics-")), hosts)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    return context
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

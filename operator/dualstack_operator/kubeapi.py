@@ -41,6 +41,7 @@ from dualstack_operator import models
 from dualstack_operator.cache import ServicePage, WatchEvent
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.errors import ApiError, NotFound, classify, retry_after
+from dualstack_operator.metrics_auth import UserInfo
 from dualstack_operator.models import IPFamily
 from dualstack_operator.native_admission import Kind
 from dualstack_operator.ownership import FIELD_MANAGER
@@ -566,6 +567,55 @@ class KubeAPI:
                         "apiVersion": "authorization.k8s.io/v1",
                         "kind": "SelfSubjectAccessReview",
                         "spec": {"resourceAttributes": attrs},
+                    },
+                ),
+                _preload_content=False,
+            )
+        )
+        return bool((json.loads(body).get("status") or {}).get("allowed"))
+
+    async def review_token(self, token: str) -> UserInfo | None:
+        """TokenReview: the user a bearer token belongs to (None: not valid)."""
+        body = await _raw(
+            client.AuthenticationV1Api(self.api).create_token_review(
+                cast(
+                    Any,
+                    {
+                        "apiVersion": "authentication.k8s.io/v1",
+                        "kind": "TokenReview",
+                        "spec": {"token": token},
+                    },
+                ),
+                _preload_content=False,
+            )
+        )
+        status = json.loads(body).get("status") or {}
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user") or {}
+        return UserInfo(
+            username=str(user.get("username", "")),
+            uid=str(user.get("uid", "")),
+            groups=tuple(user.get("groups") or ()),
+            extra=dict(user.get("extra") or {}),
+        )
+
+    async def may_get(self, user: UserInfo, path: str) -> bool:
+        """SubjectAccessReview: may ``user`` get the non-resource URL ``path``?"""
+        body = await _raw(
+            client.AuthorizationV1Api(self.api).create_subject_access_review(
+                cast(
+                    Any,
+                    {
+                        "apiVersion": "authorization.k8s.io/v1",
+                        "kind": "SubjectAccessReview",
+                        "spec": {
+                            "user": user.username,
+                            "uid": user.uid,
+                            "groups": list(user.groups),
+                            "extra": user.extra,
+                            "nonResourceAttributes": {"path": path, "verb": "get"},
+                        },
                     },
                 ),
                 _preload_content=False,

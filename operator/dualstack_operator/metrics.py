@@ -8,6 +8,7 @@ Labels are bounded by namespaces x policies x reasons: never a Service name.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dualstack_operator.errors import ApiError
+from dualstack_operator.metrics_auth import MetricsAuth
 from dualstack_operator.models import DriftReason, IPFamily
 from dualstack_operator.plan import PolicyView, Summary
 
@@ -182,12 +185,26 @@ class _Collector(Collector):
 
 
 async def serve(
-    metrics: Metrics, address: str, port: int, ready: Callable[[], bool]
+    metrics: Metrics,
+    address: str,
+    port: int,
+    ready: Callable[[], bool],
+    auth: MetricsAuth | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """/metrics on the event loop, so a scrape sees one consistent moment of state;
-    /readyz answers 200 once the caches are complete (the readiness probe)."""
+    /readyz answers 200 once the caches are complete (the readiness probe). With
+    ``auth``, /metrics needs a token the API server lets get it (401/403 otherwise)."""
 
-    async def handle(_: web.Request) -> web.Response:
+    async def handle(request: web.Request) -> web.Response:
+        if auth is not None:
+            try:
+                verdict = await auth.check(request.headers.get("Authorization"), "/metrics")
+            except ApiError as err:
+                log.warning("cannot review a /metrics token: %s", err)
+                return web.Response(status=503, text="cannot review the token now")
+            if verdict.status != 200:
+                return web.Response(status=verdict.status, text=verdict.reason)
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -201,6 +218,13 @@ async def serve(
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, address, port).start()
-    log.info("serving metrics on http://%s:%d/metrics", address, port)
+    await web.TCPSite(runner, address, port, ssl_context=tls).start()
+    scheme = "https" if tls else "http"
+    log.info(
+        "serving metrics on %s://%s:%d/metrics%s",
+        scheme,
+        address,
+        port,
+        " (TokenReview and SubjectAccessReview)" if auth else "",
+    )
     return runner

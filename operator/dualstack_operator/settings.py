@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 DEFAULT_REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -57,6 +58,8 @@ class PeeringSettings:
 class MetricsSettings:
     address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
     port: int = 8080  # 0: no metrics endpoint
+    secure: bool = False  # HTTPS, and only for tokens the API server lets get /metrics
+    cert_dir: Path | None = None  # tls.crt and tls.key when secure; None: self-signed
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ itself, because kopf's managed one allows a 30 s timeout and every namespace.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from dualstack_operator.admission import (
     CA_INJECTION_ANNOTATION,
     WEBHOOK_ID,
+    malformed_review,
     mutation,
     self_signed,
     webhook_configuration,
@@ -66,6 +69,23 @@ def born_compliant(
             patch.spec[key] = value
 
 
+class GuardedWebhookServer(kopf.WebhookServer):
+    """Kopf's webhook server, answering 400 to any body that is not a well-formed
+    AdmissionReview before kopf (or a handler) sees it."""
+
+    @staticmethod
+    async def _serve(fn: Any, request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise web.HTTPBadRequest(reason="the body is not JSON") from err
+        reason = malformed_review(doc)
+        if reason is not None:
+            raise web.HTTPBadRequest(reason=reason)
+        response: web.Response = await kopf.WebhookServer._serve(fn, request)
+        return response
+
+
 async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptions) -> None:
     """Serve the webhook and point the API server at it."""
     if options.cert_dir is not None:
@@ -78,7 +98,7 @@ async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptio
             ns, name = options.service.split(":")[0].split("/")
             hosts += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
         cert, key, ca = self_signed(Path(tempfile.mkdtemp(prefix="dualstack-webhook-")), hosts)
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = GuardedWebhookServer(
         addr=options.address, port=options.port, certfile=str(cert), pkeyfile=str(key)
     )
     if options.service:

@@ -265,9 +265,17 @@ def test_deployment_shape_for_ha(binaries: Path) -> None:
             "--admission=webhook",
             {"Certificate/dualstack-operator-webhook", "Service/dualstack-operator-webhook"},
         ),
+        (
+            "metrics-auth",
+            "--metrics-secure",
+            {
+                "ClusterRoleBinding/dualstack-operator-auth-delegator",
+                "ClusterRole/dualstack-operator-metrics-reader",
+            },
+        ),
     ],
 )
-def test_admission_components_render(
+def test_components_render(
     component: str, flag: str, added: set[str], binaries: Path, tmp_path: Path
 ) -> None:
     """An overlay as the README shows it: the native path needs no certificate or Service."""
@@ -283,7 +291,11 @@ def test_admission_components_render(
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert flag in args
-    assert [a for a in args if a.startswith("--admission")] == [flag]
+    option = flag.split("=")[0]
+    assert [a for a in args if a.split("=")[0] == option] == [flag]
+    if component == "metrics-auth":
+        probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+        assert probe["httpGet"]["scheme"] == "HTTPS"
 
     def names(objects: list[dict[str, Any]]) -> set[str]:
         return {f"{d['kind']}/{d['metadata']['name']}" for d in objects if d["kind"] != "Issuer"}
