@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from localcluster import LocalCluster
@@ -115,6 +115,12 @@ document = mostly(spec, st.one_of(junk, unknown, missing))
 names = (f"p{i:03}" for i in itertools.count())
 
 
+BAD_KEY = {"matchLabels": {"bad key!": "x"}}
+LONG_VALUE = {"matchLabels": {"app": "v" * 64}}
+HUGE = {"matchLabels": {f"k{i}": "v" for i in range(65)}}
+BAD_EXPRESSION = {"matchExpressions": [{"key": "a b", "operator": "Exists"}]}
+
+
 @pytest.fixture
 def watched(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
@@ -135,6 +141,11 @@ def _clean(log: str) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(body=document)
+# The cases found by hand (issue 14) always run, whatever is generated.
+@example(body={"ipFamilyPolicy": "PreferDualStack", "serviceSelector": BAD_KEY})
+@example(body={"ipFamilyPolicy": "PreferDualStack", "serviceSelector": LONG_VALUE})
+@example(body={"ipFamilyPolicy": "PreferDualStack", "serviceSelector": HUGE})
+@example(body={"ipFamilyPolicy": "PreferDualStack", "serviceSelector": BAD_EXPRESSION})
 def test_generated_policies_are_reconciled_or_rejected_by_the_schema(
     watched: tuple[Kubectl, OperatorProcess], body: Any
 ) -> None:
