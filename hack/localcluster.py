@@ -382,9 +382,13 @@ class LocalCluster:
             self.stop()
             raise
 
-    def restart_apiserver(self, timeout: float = START_TIMEOUT_S) -> None:
+    def restart_apiserver(self, timeout: float = START_TIMEOUT_S, *, crash: bool = False) -> None:
         """Stops and starts kube-apiserver (and its controller-manager) on the same etcd
-        and port: every watch open against it is dropped."""
+        and port: every watch open against it is dropped. With ``crash`` it is killed
+        (SIGKILL), not shut down: clients get refused connections at once."""
+        if crash:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._procs["kube-apiserver"].pid, signal.SIGKILL)
         self.reconfigure(self.families, timeout)
 
     def stop_etcd(self) -> None:

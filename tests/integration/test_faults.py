@@ -71,7 +71,8 @@ def _report(fault: str, **figures: Any) -> None:
 def test_etcd_outage_and_api_server_restart_mid_convergence(
     faulty: Kubectl, fault_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    """The API server restarts, then etcd stops for 10 s, while 500 Services converge."""
+    """The API server crashes and restarts, then etcd stops for 10 s, while 500 Services
+    converge."""
     count, ns = 500, faulty.namespace or ""
     _drifted_services(faulty, count)
     begin = time.time()
@@ -79,7 +80,7 @@ def test_etcd_outage_and_api_server_restart_mid_convergence(
     faulty.create(dsp(ipFamilyPolicy="PreferDualStack"))
     first = wait_for("the first remediations", lambda: _remediated(operator), 60, 0.05)
     outage = time.time()
-    fault_cluster.restart_apiserver()
+    fault_cluster.restart_apiserver(crash=True)
     wait_for(
         "remediations after the restart",
         lambda: _remediated(operator) > first,
@@ -97,7 +98,9 @@ def test_etcd_outage_and_api_server_restart_mid_convergence(
     everything = operator_requests(fault_cluster, begin, converged + 1)
     during = operator_requests(fault_cluster, outage, ended)
     writes = _accepted_patches(everything, ns)
-    assert set(writes) == {f"s{i:03}" for i in range(count)}
+    # A write in flight when the API server was killed may be stored without its
+    # audit entry: at most the operator's concurrent writes are unaccounted for.
+    assert len(writes) >= count - 16, f"only {len(writes)} Services written"
     twice = {name: n for name, n in writes.items() if n > 1}
     assert not twice, f"written more than once: {twice}"
     # etcd away: the writes in flight hang in the API server; the API server away:
@@ -107,7 +110,7 @@ def test_etcd_outage_and_api_server_restart_mid_convergence(
     assert failed > 0, "the outage never reached the operator: not a fault"
     assert failed <= 100, f"{failed} failed writes over the outage: not backing off"
     _report(
-        "apiserver-restart+etcd-stop-10s",
+        "apiserver-crash-restart+etcd-stop-10s",
         converge_after_s=round(converged - ended, 1),
         requests_during=len(during),
         failed_writes=int(failed),
@@ -224,6 +227,9 @@ def test_throttled_by_priority_and_fairness(
     writes = _accepted_patches(requests, ns)
     assert len(writes) == count, "a Service never written"
     assert max(writes.values()) == 1, "one write per Service"
+    # The first 429s come back for the writes already in flight (16); then one write
+    # at a time fits the share, and probing for more costs a 429 per Retry-After.
+    assert len(throttled) <= 30, f"{len(throttled)} refused requests: not backing off"
     peak = busiest_second(throttled)
     # 16 writes in flight at most; after a 429 every write waits for Retry-After
     # with half the concurrency. Without that, a pass sends all of its 300 writes
