@@ -345,5 +345,5 @@ def test_a_second_status_writer_causes_no_write_storm_and_loses_no_counts(
         for r in operator_requests(fault_cluster, began, ended + 1)
         if r.namespace == ns and r.resource == "dualstackpolicies/status" and r.code < 300
     ]
-    assert len(writes) <= 4, f"{len(writes)} status writes for {bumps} bumps: a write storm"
+    assert len(writes) <= 2, f"{len(writes)} status writes for {bumps} bumps: a write storm"
     _report("second-status-writer", bumps=bumps, operator_status_writes=len(writes))
