@@ -233,7 +233,6 @@ REQUIRED_CLUSTER_RIGHTS = (
     ("watch", GROUP, "clusterdualstackpolicies"),
     ("patch", GROUP, "clusterdualstackpolicies/status"),
 )
-POLICY_RESOURCES = {"dualstackpolicies", "clusterdualstackpolicies"}
 
 
 @dataclass(frozen=True)
@@ -288,7 +287,9 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
             + "; ".join(missing)
             + " (kubectl apply -k manifests/ grants these to its ServiceAccount)"
         )
-    return Found(admission, not policies >= POLICY_RESOURCES)
+    if "dualstackpolicies" in policies and "clusterdualstackpolicies" not in policies:
+        log.warning("ClusterDualStackPolicies are not served: they are ignored until %s", CRD_HINT)
+    return Found(admission, "dualstackpolicies" not in policies)
 
 
 async def _missing_rights(api: Any, namespaces: Sequence[str]) -> list[str]:
@@ -342,7 +343,7 @@ async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
     try:
         while True:
             try:
-                if await api.served_policy_resources() >= POLICY_RESOURCES:
+                if "dualstackpolicies" in await api.served_policy_resources():
                     log.info("the CRDs are served: starting")
                     return
             except ApiError as err:
