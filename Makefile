@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FAMILIES ?= ipv4,ipv6
+NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
@@ -45,8 +46,8 @@ typecheck: venv ## mypy --strict on the package and the launcher
 unit: venv ## only the tests that need no control plane
 	$(BIN)/pytest -m 'not cluster' $(PYTEST_ARGS)
 
-cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6)
-	$(BIN)/python hack/localcluster.py up --state-dir $(CLUSTER_DIR) --families $(FAMILIES)
+cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6; NODES=1 adds a real node)
+	$(BIN)/python hack/localcluster.py up --state-dir $(CLUSTER_DIR) --families $(FAMILIES) --nodes $(NODES)
 
 cluster-down: venv ## stop the processes `make cluster` started, by PID
 	$(BIN)/python hack/localcluster.py down --state-dir $(CLUSTER_DIR)

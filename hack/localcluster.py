@@ -291,7 +291,19 @@ def stop_recorded(state_dir: Path) -> list[str]:
     entries: list[dict[str, object]] = json.loads(record.read_text())
     marker = str(state_dir.resolve())
     stopped: list[str] = []
-    # Reverse start order: controller-manager, apiserver, then etcd.
+    node = any(e["name"] == "containerd" for e in entries)
+    if node:
+        # The kubelet first (it would restart what is removed), then every container,
+        # while containerd still runs.
+        from localnode import bin_dir as node_bin_dir
+        from localnode import remove_containers
+
+        for entry in entries:
+            pid = int(str(entry["pid"]))
+            if entry["name"] == "kubelet" and _is_ours(pid, marker):
+                _terminate(pid)
+        remove_containers(state_dir, node_bin_dir(build=False))
+    # Reverse start order: the node, controller-manager, apiserver, then etcd.
     for entry in reversed(entries):
         pid = int(str(entry["pid"]))
         name = str(entry["name"])
@@ -300,6 +312,10 @@ def stop_recorded(state_dir: Path) -> list[str]:
         _terminate(pid)
         stopped.append(f"{name} (pid {pid})")
     record.unlink()
+    if node or (state_dir / "node").exists():
+        from localnode import teardown_host
+
+        stopped += [f"left by the node, removed: {what}" for what in teardown_host(state_dir)]
     return stopped
 
 
@@ -317,8 +333,12 @@ class LocalCluster:
         *,
         audit_reads: bool = False,
         apiserver_args: Sequence[str] = (),
+        nodes: int = 0,
     ) -> None:
         self.state_dir = state_dir.resolve()
+        if nodes not in (0, 1):
+            raise ClusterError("NODES may be 0 or 1")
+        self.nodes = nodes  # 1: a real node (containerd, kubelet, kube-proxy, scheduler)
         self.apiserver_args = tuple(apiserver_args)
         # Also log the operator's reads and watches (fault tests count every request).
         self.audit_reads = audit_reads
@@ -494,6 +514,8 @@ class LocalCluster:
         try:
             self._spawn("etcd", self._etcd_argv)
             self._start_control(begin + timeout)
+            if self.nodes:
+                self._start_node(begin + timeout)
         except BaseException:
             self.stop()
             raise
@@ -567,13 +589,31 @@ class LocalCluster:
             client_cert=True,
         )
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _start_node(self, deadline: float) -> None:
+        """Starts the node once the control plane runs (see ``localnode``)."""
+        from localnode import LocalNode
+        from localnode import bin_dir as node_bin_dir
+
+        kubectl = [str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
+        # Only RBAC authorizes here (no Node authorizer): nodes get the system:node role.
+        subprocess.run(
+            [*kubectl, "create", "clusterrolebinding", "dualstack-local-nodes",
+             "--clusterrole=system:node", "--group=system:nodes"],
+            capture_output=True, check=True,
+        )  # fmt: skip
+        node = LocalNode(
+            self.state_dir, node_bin_dir(), kubectl, self.families, self._spawn, free_port
+        )
+        node.start(self.state_dir / "pki", self.families, deadline)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         with (self.state_dir / "logs" / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,  # own process group: stopped by PID, never by name
                 preexec_fn=self._preexec,  # only sets PDEATHSIG
                 cwd=self.state_dir,
@@ -681,6 +721,8 @@ class LocalCluster:
             self.operator_kubeconfig,
             _kubeconfig(self.server, ca.cert, operator, "dualstack-operator").encode(),
         )
+        if self.nodes:
+            self._write_node_pki(ca_cert, ca_key, ca.cert)
         policy = json.loads(json.dumps(AUDIT_POLICY))
         if self.audit_reads:
             every = {"level": "Metadata", "users": OPERATOR_USERS}
@@ -690,6 +732,31 @@ class LocalCluster:
             self.state_dir / "controller-manager.kubeconfig",
             _kubeconfig(self.server, ca.cert, kcm, "system:kube-controller-manager").encode(),
         )
+
+    def _write_node_pki(
+        self, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, ca: bytes
+    ) -> None:
+        """The node's identities: the kubelet (client and serving), kube-proxy and the
+        scheduler, each a user the bootstrap RBAC policy knows."""
+        from localnode import NODE_NAME, host_addresses
+
+        pki = self.state_dir / "pki"
+        sans: list[x509.GeneralName] = [x509.DNSName(NODE_NAME), x509.DNSName("localhost")]
+        sans += [
+            x509.IPAddress(ipaddress.ip_address(a))
+            for a in ("127.0.0.1", *host_addresses(self.families))
+        ]
+        serving, _, _ = _issue(ca_cert, ca_key, _name(NODE_NAME), server_sans=sans)
+        _write(pki / "kubelet.crt", serving.cert, 0o644)
+        _write(pki / "kubelet.key", serving.key)
+        for file, user, group in (
+            ("kubelet", f"system:node:{NODE_NAME}", "system:nodes"),
+            ("kube-proxy", "system:kube-proxy", None),
+            ("scheduler", "system:kube-scheduler", None),
+        ):
+            issued, _, _ = _issue(ca_cert, ca_key, _name(user, group), client=True)
+            config = _kubeconfig(self.server, ca, issued, user)
+            _write(self.state_dir / f"{file}.kubeconfig", config.encode())
 
 
 # --- command line (make cluster / make cluster-down) ----------------------------------------
@@ -701,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = sub.add_parser("up", help="(re)start the control plane in the background")
     up.add_argument("--state-dir", type=Path, default=REPO / ".local" / "cluster")
     up.add_argument("--families", default="ipv4,ipv6")
+    up.add_argument("--nodes", type=int, default=0, help="0 (no node) or 1 (a real node)")
     down = sub.add_parser("down", help="stop the processes `up` started, by PID")
     down.add_argument("--state-dir", type=Path, default=REPO / ".local" / "cluster")
     args = parser.parse_args(argv)
@@ -715,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    cluster = LocalCluster(args.state_dir, families)
+    cluster = LocalCluster(args.state_dir, families, nodes=args.nodes)
     try:
         cluster.start()
     except ClusterError as err:

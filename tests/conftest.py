@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from localcluster import REPO, Family, LocalCluster, bin_dir
+from localnode import BRIDGE, mounts_under, our_chains
 from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 
@@ -40,14 +41,16 @@ def _cluster(
     *,
     audit_reads: bool = False,
     apiserver_args: tuple[str, ...] = (),
+    nodes: int = 0,
 ) -> Iterator[LocalCluster]:
-    prefix = "-".join(families) + ("-faults" if audit_reads else "")
+    prefix = "-".join(families) + ("-faults" if audit_reads else "") + ("-node" if nodes else "")
     cluster = LocalCluster(
         factory.mktemp(prefix),
         families,
         binaries,
         audit_reads=audit_reads,
         apiserver_args=apiserver_args,
+        nodes=nodes,
     )
     cluster.start(die_with_parent=True)
     try:
@@ -102,6 +105,14 @@ def fault_cluster(
     )
 
 
+@pytest.fixture(scope="session")
+def node_cluster(
+    tmp_path_factory: pytest.TempPathFactory, binaries: Path
+) -> Iterator[LocalCluster]:
+    """Dual-stack with one real node (containerd, kubelet, kube-proxy, scheduler)."""
+    yield from _cluster(tmp_path_factory, binaries, ("ipv4", "ipv6"), nodes=1)
+
+
 def _namespace(
     request: pytest.FixtureRequest, cluster: LocalCluster, binaries: Path
 ) -> Iterator[Kubectl]:
@@ -129,6 +140,14 @@ def faulty(
 ) -> Iterator[Kubectl]:
     """kubectl in a fresh namespace of the fault-test cluster."""
     yield from _namespace(request, fault_cluster, binaries)
+
+
+@pytest.fixture
+def noded(
+    request: pytest.FixtureRequest, node_cluster: LocalCluster, binaries: Path
+) -> Iterator[Kubectl]:
+    """kubectl in a fresh namespace of the cluster with a node."""
+    yield from _namespace(request, node_cluster, binaries)
 
 
 @pytest.fixture
@@ -197,7 +216,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None:
         return
-    stray = _stray_processes(str(factory.getbasetemp()))
+    base = factory.getbasetemp()
+    stray = _stray_processes(str(base))
+    # What a node makes outside its directory: mounts, the bridge, iptables chains.
+    stray += [f"mount {m}" for m in mounts_under(base)]
+    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
+        stray.append(f"interface {BRIDGE}")
+    stray += [f"{cmd} -t {table}: {chains}" for (cmd, table), chains in our_chains().items()]
     if stray:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        print("\nstray processes left behind by the test run:\n  " + "\n  ".join(stray))
+        print("\nleft behind by the test run:\n  " + "\n  ".join(stray))

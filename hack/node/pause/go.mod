@@ -1,0 +1,3 @@
+module dualstack.dev/hack/node/pause
+
+go 1.26.0

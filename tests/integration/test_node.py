@@ -1,0 +1,125 @@
+"""A real node in the local cluster, and the data plane dual-stack is for: pods get an
+address of each family from the bridge, and kube-proxy carries a dual-stack Service's
+traffic to them over both of its ClusterIPs."""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.request
+from typing import Any
+
+from localcluster import LocalCluster
+from localnode import ECHO_IMAGE, NODE_NAME
+from support.kube import Kubectl, service, wait_for
+
+
+def _echo_pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "echo"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "echo",
+                    "image": ECHO_IMAGE,
+                    "imagePullPolicy": "Never",  # built locally; nothing is ever pulled
+                    "env": [
+                        {
+                            "name": "POD_NAME",
+                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+                        }
+                    ],
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                }
+            ]
+        },
+    }
+
+
+def test_the_node_is_ready_with_a_pod_cidr_and_an_address_of_each_family(
+    node_cluster: LocalCluster, noded: Kubectl
+) -> None:
+    node = noded.get("node", NODE_NAME)
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True", ready
+    cidrs = [ipaddress.ip_network(c) for c in node["spec"]["podCIDRs"]]
+    assert [c.version for c in cidrs] == [4, 6]
+    internal = [
+        ipaddress.ip_address(a["address"])
+        for a in node["status"]["addresses"]
+        if a["type"] == "InternalIP"
+    ]
+    assert sorted(a.version for a in internal) == [4, 6]
+
+
+def test_a_dual_stack_service_answers_on_both_cluster_ips(
+    node_cluster: LocalCluster, noded: Kubectl
+) -> None:
+    for name in ("echo-a", "echo-b"):
+        noded.create(_echo_pod(name))
+    svc = service(
+        "echo",
+        selector={"app": "echo"},
+        ipFamilyPolicy="RequireDualStack",
+        ports=[{"port": 80, "targetPort": 8080}],
+    )
+    noded.create(svc)
+
+    def running() -> list[dict[str, Any]] | None:
+        pods = noded.get("pods", "", "-l", "app=echo")["items"]
+        ready = [
+            p
+            for p in pods
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions") or []
+            )
+        ]
+        return ready if len(ready) == 2 else None
+
+    pods = wait_for("both echo pods Ready", running, timeout=120)
+    for pod in pods:
+        versions = sorted(ipaddress.ip_address(a["ip"]).version for a in pod["status"]["podIPs"])
+        assert versions == [4, 6], pod["status"]["podIPs"]
+
+    def endpoints_ready() -> bool:
+        slices = noded.get("endpointslices", "", "-l", "kubernetes.io/service-name=echo")["items"]
+        ready = {
+            s["addressType"]
+            for s in slices
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+        }
+        return ready == {"IPv4", "IPv6"}
+
+    wait_for("ready endpoints of both families", endpoints_ready, timeout=60)
+    cluster_ips = noded.get("service", "echo")["spec"]["clusterIPs"]
+    assert [ipaddress.ip_address(ip).version for ip in cluster_ips] == [4, 6]
+    for ip in cluster_ips:
+        # Both backends answer through kube-proxy's rules for this family.
+        assert _answers(ip) == {"echo-a", "echo-b"}
+
+
+def _answers(ip: str) -> set[str]:
+    """The pods that answered at ``ip``:80, once both have (kube-proxy may not have
+    programmed its rules at the first request)."""
+    host = f"[{ip}]" if ":" in ip else ip
+    seen: set[str] = set()
+
+    def both() -> set[str] | None:
+        try:
+            with urllib.request.urlopen(f"http://{host}:80/", timeout=3) as resp:
+                seen.add(resp.read().decode().split()[0])
+        except OSError:
+            return None
+        return seen if len(seen) == 2 else None
+
+    return wait_for(f"both pods through {ip}", both, timeout=60, interval=0.1)
