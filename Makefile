@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit controlplane helm cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit controlplane node helm cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,13 +27,16 @@ venv: $(BIN)/.installed ## create the Python environment in .venv
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached per user)
 	hack/controlplane/build.sh >/dev/null
 
+node: ## build kubelet, kube-proxy, kube-scheduler, containerd, runc for a real node (cached per user)
+	hack/node/build.sh >/dev/null
+
 helm: ## build Helm from its Go module for the GitOps tests (cached per user)
 	hack/helm/build.sh >/dev/null
 
 demo: venv controlplane ## the whole story on a local dual-stack control plane
 	hack/demo.sh
 
-test: lint typecheck controlplane helm ## lint, type-check, then every unit and integration test
+test: lint typecheck controlplane node helm ## lint, type-check, then every unit and integration test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff lint and format check
