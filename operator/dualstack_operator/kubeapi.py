@@ -17,6 +17,7 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
 - services: list, watch               (list_services, watch_services: the Service cache)
+- endpointslices.discovery.k8s.io: list  (list_endpoint_slices: MissingEndpoints)
 - servicecidrs, dualstackpolicies: list  (the plan command only; it needs nothing else)
 Watching policies (list, watch) is kopf's; any_policies lists one at start.
 
@@ -40,6 +41,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from dualstack_operator import models
 from dualstack_operator.cache import ServicePage, WatchEvent
 from dualstack_operator.decision import ServiceView
+from dualstack_operator.endpoints import SliceView
 from dualstack_operator.errors import ApiError, NotFound, classify, retry_after
 from dualstack_operator.metrics_auth import UserInfo
 from dualstack_operator.models import IPFamily
@@ -538,6 +540,18 @@ class KubeAPI:
             client.AdmissionregistrationV1Api(self.api).get_api_resources(_preload_content=False)
         )
         return {str(r.get("name")) for r in json.loads(body).get("resources") or []}
+
+    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]:
+        """The namespace's EndpointSlices, reduced to ready counts per family."""
+        doc = json.loads(
+            await _raw(
+                client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(
+                    namespace, _preload_content=False
+                )
+            )
+        )
+        views = (SliceView.from_body(item) for item in doc.get("items") or [])
+        return [v for v in views if v is not None]
 
     async def served_policy_resources(self) -> set[str]:
         """The resources ``dualstack.dev/v1alpha1`` serves: empty before the CRDs."""

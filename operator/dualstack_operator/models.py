@@ -75,6 +75,7 @@ class DriftReason(StrEnum):
     CONFLICT = "Conflict"
     MANAGED_BY_OTHER = "ManagedByOther"  # the fields are applied by a GitOps source of truth
     REVERTED = "Reverted"  # someone keeps undoing the operator's fix: it stopped writing
+    MISSING_ENDPOINTS = "MissingEndpoints"  # a family has no ready endpoint: reported only
 
 
 # Kubernetes label syntax: an optional DNS-subdomain prefix and "/", then a name of at

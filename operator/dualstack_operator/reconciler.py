@@ -19,7 +19,8 @@ from dualstack_operator.admission import creation_patch
 from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import Views
 from dualstack_operator.cluster_policy import build_cluster_status
-from dualstack_operator.decision import Decision, ServiceView
+from dualstack_operator.decision import Decision, ServiceView, State
+from dualstack_operator.endpoints import SliceView, missing_endpoints, ready_by_service
 from dualstack_operator.errors import ApiError, Conflict, NotFound, Rejected
 from dualstack_operator.ledger import Job, Ledger, Rejection
 from dualstack_operator.metrics import Metrics
@@ -58,6 +59,8 @@ class Writer(Protocol):
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
     ) -> None: ...
+
+    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]: ...
 
 
 def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
@@ -121,6 +124,7 @@ class Reconciler:
         # Writes in flight across all namespaces, fewer (and paused) while the API
         # server answers 429 or fails; its priority and fairness queues the rest.
         self.throttle = Throttle(settings.write_concurrency, clock=clock)
+        self.endpoints_readable = True  # False after a 403: MissingEndpoints is not reported
 
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
@@ -274,11 +278,50 @@ class Reconciler:
         if self.recreator is not None and namespace in self.journaled:
             open_recreation = await self._finish_recreations(namespace)
         services = dict(self.views.services.in_namespace(namespace))
-        for plan in plan_namespace(policies, services.values(), cluster):
+        plans = await self._with_endpoints(
+            namespace, plan_namespace(policies, services.values(), cluster), services
+        )
+        for plan in plans:
             if self.recreator is not None and not open_recreation:
                 plan, open_recreation = await self._recreate_one(plan, namespace, services, cluster)
             with self.metrics.duration.labels("policy").time():
                 await self._reconcile_policy(plan, namespace, services, cluster, admission)
+
+    async def _with_endpoints(
+        self, namespace: str, plans: list[PolicyPlan], services: Mapping[str, ServiceView]
+    ) -> list[PolicyPlan]:
+        """The plans with ``MissingEndpoints`` for compliant dual-stack Services whose
+        EndpointSlices serve only one family (one list of the namespace's slices)."""
+        candidates = [
+            name
+            for plan in plans
+            for name, decision in plan.decisions.items()
+            if decision.state == State.COMPLIANT and len(services[name].ip_families) == 2
+        ]
+        if not candidates or not self.endpoints_readable:
+            return plans
+        try:
+            ready = ready_by_service(await self.writer.list_endpoint_slices(namespace))
+        except ApiError as err:
+            if err.status == 403:
+                self.endpoints_readable = False  # said once; RBAC does not change often
+                log.warning(
+                    "cannot list EndpointSlices (%s): MissingEndpoints is not reported", err
+                )
+            else:
+                log.warning("cannot list EndpointSlices in %s: %s", namespace, err)
+            return plans
+        out = []
+        for plan in plans:
+            overrides = {}
+            for name, decision in plan.decisions.items():
+                if decision.state != State.COMPLIANT:
+                    continue
+                missing = missing_endpoints(services[name], ready.get(name, {}))
+                if missing is not None:
+                    overrides[name] = missing
+            out.append(plan.with_overrides(overrides) if overrides else plan)
+        return out
 
     async def _recreate_one(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 
 from dualstack_operator.cache import ClusterFamilies, ServiceCache, ServicePage, Views, WatchEvent
 from dualstack_operator.decision import ServiceView
+from dualstack_operator.endpoints import SliceView
 from dualstack_operator.errors import ApiError, Conflict, Expired, NotFound, Rejected
 from dualstack_operator.metrics import Metrics
 from dualstack_operator.models import IPFamily
@@ -64,6 +65,7 @@ class FakeApi:
     lists: int = 0
     watch_starts: list[str] = field(default_factory=list)
     policies: dict[str, list[PolicyView]] = field(default_factory=dict)
+    slices: dict[str, list[SliceView]] = field(default_factory=dict)  # EndpointSlices by ns
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     # --- the world changing ---------------------------------------------------------------
@@ -229,6 +231,9 @@ class FakeApi:
         return list(self.families)
 
     # --- what was written -------------------------------------------------------------------
+
+    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]:
+        return list(self.slices.get(namespace, []))
 
     def patches(self, name: str | None = None) -> list[Write]:
         return [w for w in self.writes if w.kind == "patch" and name in (None, w.name)]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dualstack_operator.endpoints import SliceView
 from dualstack_operator.errors import ApiError, Conflict, NotFound
 from dualstack_operator.peering import PeeringGate
 from dualstack_operator.reconciler import work
@@ -324,6 +325,25 @@ def test_a_server_that_ends_watches_at_once_is_not_hammered() -> None:
         await until("a few quick watches", lambda: len(sleeps) >= 3)
         assert sleeps[-3:] == [0.02, 0.02, 0.02], "backs off to the last step"
         assert len(api.watch_starts) <= len(sleeps) + 2, "every quick watch is followed by a wait"
+        await engine.stop()
+
+    run(scenario)
+
+
+def test_a_dual_stack_service_without_ready_ipv6_endpoints_is_reported_not_patched() -> None:
+    async def scenario(api: FakeApi) -> None:
+        api.service(NS, "web", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+        api.policy(NS, ipFamilyPolicy="PreferDualStack")
+        api.slices[NS] = [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 0)]
+        engine = await start_engine(api)
+        await engine.reconciler.reconcile(NS)
+        assert api.patches() == [], "never fixed by dropping the family"
+        drift = status(api)["drift"]
+        assert [d["reason"] for d in drift] == ["MissingEndpoints"]
+        assert "no ready IPv6 endpoint while IPv4 has 2" in drift[0]["message"]
+        api.slices[NS] = [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 1)]
+        await engine.reconciler.reconcile(NS)
+        assert status(api)["compliantServices"] == 1
         await engine.stop()
 
     run(scenario)
