@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit controlplane node helm cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit controlplane node image helm cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (c
 
 node: ## build kubelet, kube-proxy, kube-scheduler, containerd, runc for a real node (cached per user)
 	hack/node/build.sh >/dev/null
+
+image: venv ## the operator's OCI image without Docker (.local/image/operator.tar; into a NODES=1 cluster's containerd)
+	$(BIN)/python hack/image.py --out .local/image/operator.tar \
+		$(if $(wildcard $(CLUSTER_DIR)/node/containerd.sock),--import-to $(CLUSTER_DIR)/node/containerd.sock)
 
 helm: ## build Helm from its Go module for the GitOps tests (cached per user)
 	hack/helm/build.sh >/dev/null

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -28,6 +29,12 @@ import ociimage
 
 NODE_NAME = "node-1"
 BRIDGE = "dsbr0"
+NETWORK = "dualstack-local"  # the CNI network: its cached results are named after it
+# Paths outside the node's directory the kubelet and the CNI library write to whatever
+# they are told; those missing before the node started are removed with it.
+HOST_DIRS = ("/var/lib/cni", "/var/lib/kubelet", "/var/log/containers", "/var/log/pods")
+CNI_RESULTS = Path("/var/lib/cni/results")
+CONTAINER_LOGS = Path("/var/log/containers")
 PAUSE_IMAGE = "localhost/dualstack/pause:1"
 ECHO_IMAGE = "localhost/dualstack/echo:1"
 BUILD_SCRIPT = Path(__file__).resolve().parent / "node" / "build.sh"
@@ -92,8 +99,10 @@ class LocalNode:
         return {**os.environ, "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
 
     def start(self, pki: Path, server_families: Sequence[str], deadline: float) -> None:
-        for sub in ("cni", "kubelet", "logs"):
+        for sub in ("cni", "kubelet", "logs", "pod-logs"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        created = [d for d in HOST_DIRS if not Path(d).exists()]
+        (self.dir / "host-dirs.json").write_text(json.dumps(created))
         self._start_containerd(deadline)
         self._import(PAUSE_IMAGE, "pause", ["/pause"])
         self._import(ECHO_IMAGE, "echo", ["/echo"])
@@ -174,6 +183,7 @@ state = '{self.dir}/containerd/state'
             "tlsCertFile": str(pki / "kubelet.crt"),
             "tlsPrivateKeyFile": str(pki / "kubelet.key"),
             "failSwapOn": False,
+            "podLogsDir": str(self.dir / "pod-logs"),
             "resolvConf": "/etc/resolv.conf",
             # A test machine's disk may be nearly full: never evict for it.
             "evictionHard": {
@@ -223,7 +233,7 @@ state = '{self.dir}/containerd/state'
         routes = [{"dst": "0.0.0.0/0" if ":" not in c else "::/0"} for c in cidrs]
         conf = {
             "cniVersion": "1.0.0",
-            "name": "dualstack",
+            "name": NETWORK,
             "plugins": [
                 {
                     "type": "bridge",
@@ -293,6 +303,25 @@ state = '{self.dir}/containerd/state'
         raise RuntimeError(f"{NODE_NAME} not Ready: {last}")
 
 
+def pod_log(state_dir: Path, namespace: str, pod: str, container: str) -> str:
+    """A container's output, read from the kubelet's pod log directory (the API
+    server's route to the kubelet is not set up here). CRI log lines are
+    "<time> <stream> <tag> <text>"."""
+    logs = state_dir / "node" / "pod-logs"
+    lines = []
+    for path in sorted(logs.glob(f"{namespace}_{pod}_*/{container}/*.log")):
+        for line in path.read_text().splitlines():
+            parts = line.split(" ", 3)
+            lines.append(parts[3] if len(parts) == 4 else "")
+    return "\n".join(lines)
+
+
+def import_image(state_dir: Path, archive: Path) -> None:
+    """Loads an OCI archive into the node's containerd (namespace k8s.io)."""
+    node = LocalNode(state_dir, bin_dir(build=False), [], [], lambda *_: None, lambda: 0)
+    node.ctr("images", "import", str(archive))
+
+
 # --- leaving nothing behind ------------------------------------------------------------------
 
 
@@ -360,9 +389,39 @@ def _shims(socket: Path) -> list[int]:
     return pids
 
 
+def _host_files(root: Path) -> list[Path]:
+    """Files the node left outside its directory: the kubelet's log links pointing
+    under ``root`` and the CNI library's cached results for the node's network."""
+    marker = str(root.resolve())
+    found = []
+    if CONTAINER_LOGS.is_dir():
+        for link in CONTAINER_LOGS.iterdir():
+            if link.is_symlink() and os.readlink(link).startswith(marker):
+                found.append(link)
+    if CNI_RESULTS.is_dir():
+        ours = {p.name.split("-")[-2] for p in CNI_RESULTS.glob(f"{NETWORK}-*")}
+        for result in CNI_RESULTS.iterdir():
+            name = result.name
+            if name.startswith(f"{NETWORK}-") or (
+                name.startswith("cni-loopback-") and name.split("-")[-2] in ours
+            ):
+                found.append(result)
+    return found
+
+
+def host_leftovers(root: Path) -> list[str]:
+    """What nodes under ``root`` left on the host: for the test session's stray check."""
+    out = [f"mount {m}" for m in mounts_under(root)]
+    if _run("ip", "link", "show", BRIDGE).returncode == 0:
+        out.append(f"interface {BRIDGE}")
+    out += [f"{cmd} -t {table}: {chains}" for (cmd, table), chains in our_chains().items()]
+    out += [f"file {f}" for f in _host_files(root)]
+    return out
+
+
 def teardown_host(state_dir: Path) -> list[str]:
-    """After the processes stopped: shims still exiting, mounts, the bridge and
-    iptables chains; returns what was still there."""
+    """After the processes stopped: shims still exiting, mounts, the bridge, iptables
+    chains and files outside the node's directory; returns what was still there."""
     left = []
     for pid in _shims(state_dir / "node" / "containerd.sock"):
         with contextlib.suppress(ProcessLookupError):
@@ -387,6 +446,14 @@ def teardown_host(state_dir: Path) -> list[str]:
         for chain in chains:
             _run(command, "-t", table, "-X", chain)
         left.append(f"{command} -t {table}: {len(chains)} chains")
+    for path in _host_files(state_dir):
+        path.unlink(missing_ok=True)
+    record = state_dir / "node" / "host-dirs.json"
+    if record.exists():
+        for created in json.loads(record.read_text()):
+            for point in mounts_under(Path(created)):
+                _run("umount", "-l", point)
+            shutil.rmtree(created, ignore_errors=True)
     with contextlib.suppress(OSError):
         (state_dir / "node" / "containerd.sock").unlink()
     return left

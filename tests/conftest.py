@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from localcluster import REPO, Family, LocalCluster, bin_dir
-from localnode import BRIDGE, mounts_under, our_chains
+from localnode import host_leftovers
 from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 
@@ -103,6 +103,14 @@ def fault_cluster(
         audit_reads=True,
         apiserver_args=("--max-requests-inflight=30", "--max-mutating-requests-inflight=10"),
     )
+
+
+@pytest.fixture(scope="session")
+def operator_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator's OCI image archive, as `make image` builds it (no Docker)."""
+    from image import build
+
+    return build(tmp_path_factory.mktemp("image") / "operator.tar")
 
 
 @pytest.fixture(scope="session")
@@ -218,11 +226,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     base = factory.getbasetemp()
     stray = _stray_processes(str(base))
-    # What a node makes outside its directory: mounts, the bridge, iptables chains.
-    stray += [f"mount {m}" for m in mounts_under(base)]
-    if subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode == 0:
-        stray.append(f"interface {BRIDGE}")
-    stray += [f"{cmd} -t {table}: {chains}" for (cmd, table), chains in our_chains().items()]
+    # What a node makes outside its directory: mounts, the bridge, iptables chains, files.
+    stray += host_leftovers(base)
     if stray:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         print("\nleft behind by the test run:\n  " + "\n  ".join(stray))

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+from dualstack_operator import __version__
+from image import NAME as IMAGE_NAME
 from localcluster import LocalCluster
-from localnode import ECHO_IMAGE, NODE_NAME
+from localnode import ECHO_IMAGE, NODE_NAME, import_image, pod_log
 from support.kube import Kubectl, service, wait_for
 
 
@@ -123,3 +126,47 @@ def _answers(ip: str) -> set[str]:
         return seen if len(seen) == 2 else None
 
     return wait_for(f"both pods through {ip}", both, timeout=60, interval=0.1)
+
+
+def test_the_operator_image_runs_non_root_on_a_read_only_root(
+    node_cluster: LocalCluster, noded: Kubectl, operator_image: Path
+) -> None:
+    """`make image`'s archive, imported into the node's containerd and run as a pod
+    under the Deployment's security context: the console script answers."""
+    import_image(node_cluster.state_dir, operator_image)
+    noded.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "operator-version"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "operator",
+                        "image": IMAGE_NAME,
+                        "imagePullPolicy": "Never",
+                        "args": ["--version"],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+    def finished() -> str | None:
+        phase = noded.get("pod", "operator-version")["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for("the image's pod to finish", finished, timeout=120)
+    logs = pod_log(node_cluster.state_dir, noded.namespace or "", "operator-version", "operator")
+    assert phase == "Succeeded", logs
+    assert logs.strip() == f"dualstack-operator {__version__}"
+    status = noded.get("pod", "operator-version")["status"]["containerStatuses"][0]
+    assert status["imageID"], "run from the imported image"
