@@ -529,8 +529,7 @@ class LocalCluster:
             [
                 str(self.binaries / "kube-apiserver"),
                 f"--etcd-servers={self._etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *self._listen_args(),
                 f"--secure-port={self.api_port}",
                 f"--cert-dir={pki}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -540,7 +539,6 @@ class LocalCluster:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=RBAC",
-                "--endpoint-reconciler-type=none",
                 f"--service-cluster-ip-range={','.join(self.service_cidrs)}",
                 "--allow-privileged=true",
                 "--profiling=false",
@@ -588,6 +586,23 @@ class LocalCluster:
             deadline,
             client_cert=True,
         )
+
+    def _listen_args(self) -> list[str]:
+        """Loopback only, unless a node's pods must reach the API server: then on the
+        host's address too, published as the `kubernetes` Service's endpoint."""
+        if not self.nodes:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+            ]
+        from localnode import host_addresses
+
+        return [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={host_addresses(self.families[:1])[0]}",
+            "--endpoint-reconciler-type=lease",
+        ]
 
     def _start_node(self, deadline: float) -> None:
         """Starts the node once the control plane runs (see ``localnode``)."""
@@ -688,6 +703,11 @@ class LocalCluster:
             )
         ]
         sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
+        if self.nodes:
+            from localnode import host_addresses
+
+            # Pods reach the API server through the `kubernetes` Service at these.
+            sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in host_addresses(self.families)]
         # The first address of each service CIDR is the `kubernetes` Service's ClusterIP.
         sans += [x509.IPAddress(ipaddress.ip_network(c)[1]) for c in self.service_cidrs]
         serving, _, _ = _issue(ca_cert, ca_key, _name("kube-apiserver"), server_sans=sans)

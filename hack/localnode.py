@@ -316,6 +316,12 @@ def pod_log(state_dir: Path, namespace: str, pod: str, container: str) -> str:
     return "\n".join(lines)
 
 
+def kill_container(state_dir: Path, container_id: str) -> None:
+    """SIGKILL to a container's process, as an OOM kill or a crash would end it."""
+    node = LocalNode(state_dir, bin_dir(build=False), [], [], lambda *_: None, lambda: 0)
+    node.ctr("tasks", "kill", "-s", "SIGKILL", container_id.removeprefix("containerd://"))
+
+
 def import_image(state_dir: Path, archive: Path) -> None:
     """Loads an OCI archive into the node's containerd (namespace k8s.io)."""
     node = LocalNode(state_dir, bin_dir(build=False), [], [], lambda *_: None, lambda: 0)

@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port", type=int, default=8080, metavar="N", help="0 disables (default: 8080)"
     )
-    run.add_argument("--metrics-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
+    run.add_argument(
+        "--metrics-address",
+        default="",
+        metavar="ADDR",
+        help="where /metrics and /readyz listen (default: every address, IPv4 and IPv6, "
+        "so a dual-stack metrics Service answers on both ClusterIPs)",
+    )
     run.add_argument(
         "--metrics-secure",
         action="store_true",
@@ -95,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "API server serves them, else the operator's webhook (auto, the value of a bare "
         "--admission); policy or webhook force one (default: off)",
     )
-    run.add_argument("--webhook-address", default="0.0.0.0", metavar="ADDR")  # noqa: S104
+    run.add_argument("--webhook-address", default="", metavar="ADDR", help="default: every address")
     run.add_argument("--webhook-port", type=int, default=9443, metavar="N")
     run.add_argument(
         "--webhook-host",
@@ -336,7 +342,7 @@ async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
         app.router.add_get(path, handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, address, listen).start()
+        await web.TCPSite(runner, address or None, listen).start()
         runners.append(runner)
     api = KubeAPI()
     await api.connect()
@@ -408,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, admission)
     app = App(settings)
     liveness = (
-        f"http://{args.metrics_address}:{args.liveness_port}/healthz"
+        f"http://{args.metrics_address or '0.0.0.0'}:{args.liveness_port}/healthz"  # noqa: S104
         if args.liveness_port
         else None
     )

@@ -218,12 +218,13 @@ async def serve(
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, address, port, ssl_context=tls).start()
+    # No address: aiohttp listens on every address of both families (IPv4 and IPv6).
+    await web.TCPSite(runner, address or None, port, ssl_context=tls).start()
     scheme = "https" if tls else "http"
     log.info(
         "serving metrics on %s://%s:%d/metrics%s",
         scheme,
-        address,
+        address or "*",
         port,
         " (TokenReview and SubjectAccessReview)" if auth else "",
     )

@@ -56,7 +56,7 @@ class PeeringSettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    address: str = "0.0.0.0"  # noqa: S104 - scraped from outside the pod
+    address: str = ""  # every address of both families: scraped from outside the pod
     port: int = 8080  # 0: no metrics endpoint
     secure: bool = False  # HTTPS, and only for tokens the API server lets get /metrics
     cert_dir: Path | None = None  # tls.crt and tls.key when secure; None: self-signed

@@ -5,15 +5,18 @@ traffic to them over both of its ClusterIPs."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from dualstack_operator import __version__
 from image import NAME as IMAGE_NAME
-from localcluster import LocalCluster
-from localnode import ECHO_IMAGE, NODE_NAME, import_image, pod_log
-from support.kube import Kubectl, service, wait_for
+from localcluster import REPO, LocalCluster
+from localnode import ECHO_IMAGE, NODE_NAME, import_image, kill_container, pod_log
+from support.kube import Kubectl, dsp, service, wait_for
+
+MANIFESTS = REPO / "manifests"
 
 
 def _echo_pod(name: str) -> dict[str, Any]:
@@ -170,3 +173,111 @@ def test_the_operator_image_runs_non_root_on_a_read_only_root(
     assert logs.strip() == f"dualstack-operator {__version__}"
     status = noded.get("pod", "operator-version")["status"]["containerStatuses"][0]
     assert status["imageID"], "run from the imported image"
+
+
+def _deploy(node_cluster: LocalCluster, admin: Kubectl, tmp_path: Path, archive: Path) -> None:
+    """`kubectl apply -k` of the manifests, with the image `make image` built."""
+    import_image(node_cluster.state_dir, archive)
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    base = os.path.relpath(MANIFESTS, overlay)
+    name, _, tag = IMAGE_NAME.rpartition(":")
+    (overlay / "kustomization.yaml").write_text(
+        f"resources: [{base}]\n"
+        f"images:\n- name: ghcr.io/dualstack-dev/dualstack-operator\n"
+        f"  newName: {name}\n  newTag: {tag}\n"
+    )
+    admin.run("apply", "-f", str(MANIFESTS / "base" / "namespace.yaml"))
+    admin.run("apply", "-k", str(overlay))
+
+
+def _operator_pods(system: Kubectl) -> list[dict[str, Any]]:
+    pods = system.get("pods", "", "-l", "app.kubernetes.io/name=dualstack-operator")["items"]
+    return [p for p in pods if p["metadata"].get("deletionTimestamp") is None]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in pod["status"].get("conditions") or []
+    )
+
+
+def _active(system: Kubectl) -> str | None:
+    """The pod whose operator is active: the highest priority in kopf's peering."""
+    peering = system.get("clusterkopfpeering", "dualstack-operator")
+    peers = peering.get("status") or {}
+    if not peers:
+        return None
+    # Keyed by identity ("<pod name>/<pid>"), each with its priority.
+    best = max(peers.items(), key=lambda kv: int((kv[1] or {}).get("priority", 0)))
+    return best[0].split("/")[0] or None
+
+
+def test_deployed_as_users_deploy_it(
+    node_cluster: LocalCluster,
+    noded: Kubectl,
+    operator_image: Path,
+    tmp_path: Path,
+) -> None:
+    admin = Kubectl(noded.binary, noded.kubeconfig)
+    _deploy(node_cluster, admin, tmp_path, operator_image)
+    system = admin.in_namespace("dualstack-system")
+    pods = wait_for(
+        "both replicas Running and Ready",
+        lambda: (lambda ps: ps if len(ps) == 2 and all(map(_ready, ps)) else None)(
+            _operator_pods(system)
+        ),
+        timeout=180,
+    )
+    # Pod Security restricted admitted them (the namespace enforces it).
+    labels = admin.get("namespace", "dualstack-system")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for pod in pods:
+        assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, "liveness holds"
+
+    # The metrics Service, scraped through each of its ClusterIPs.
+    ips = system.get("service", "dualstack-operator-metrics")["spec"]["clusterIPs"]
+    assert [ipaddress.ip_address(ip).version for ip in ips] == [4, 6]
+    for ip in ips:
+        host = f"[{ip}]" if ":" in ip else ip
+        url = f"http://{host}:8080/metrics"
+
+        def scraped(url: str = url) -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - a ClusterIP
+                    return "dualstack_cluster_ip_families" in resp.read().decode()
+            except OSError:
+                return False
+
+        wait_for(f"metrics through {ip}", scraped, timeout=60)
+
+    # A drifted Service is fixed by the deployed operator.
+    noded.create(dsp(ipFamilyPolicy="PreferDualStack"))
+    noded.create(service("web"))
+    dual = ["IPv4", "IPv6"]
+    wait_for(
+        "web fixed in-cluster",
+        lambda: noded.get("service", "web")["spec"]["ipFamilies"] == dual,
+        timeout=120,
+    )
+    active = wait_for("an active replica in the peering", lambda: _active(system), timeout=60)
+    assert active in {p["metadata"]["name"] for p in pods}
+
+    # SIGKILL of the active replica's process, and its pod gone (so that the kubelet
+    # does not restart it in place): the other replica takes over.
+    victim = system.get("pod", active)
+    kill_container(node_cluster.state_dir, victim["status"]["containerStatuses"][0]["containerID"])
+    system.run("delete", "pod", active, "--grace-period=0", "--force", "--wait=false")
+    noded.create(service("after-failover"))
+    wait_for(
+        "after-failover fixed by the other replica",
+        lambda: noded.get("service", "after-failover")["spec"]["ipFamilies"] == dual,
+        timeout=180,
+    )
+    now = wait_for(
+        "a new active replica",
+        lambda: (lambda a: a if a != active else None)(_active(system)),
+        timeout=120,
+    )
+    assert now != active
