@@ -7,10 +7,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any
 
 from dualstack_operator import __version__
+from dualstack_operator.admission import self_signed
 from image import NAME as IMAGE_NAME
 from localcluster import REPO, LocalCluster
 from localnode import ECHO_IMAGE, NODE_NAME, import_image, kill_container, pod_log
@@ -175,19 +177,47 @@ def test_the_operator_image_runs_non_root_on_a_read_only_root(
     assert status["imageID"], "run from the imported image"
 
 
+WEBHOOK_HOSTS = [
+    "dualstack-operator-webhook.dualstack-system.svc",
+    "dualstack-operator-webhook.dualstack-system.svc.cluster.local",
+]
+
+
 def _deploy(node_cluster: LocalCluster, admin: Kubectl, tmp_path: Path, archive: Path) -> None:
-    """`kubectl apply -k` of the manifests, with the image `make image` built."""
+    """`kubectl apply -k` of the manifests with the admission component, the image
+    `make image` built, and a locally made certificate Secret instead of cert-manager's."""
     import_image(node_cluster.state_dir, archive)
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     base = os.path.relpath(MANIFESTS, overlay)
     name, _, tag = IMAGE_NAME.rpartition(":")
+    drop = "\n".join(
+        f"- patch: |-\n    $patch: delete\n    apiVersion: cert-manager.io/v1\n"
+        f"    kind: {kind}\n    metadata: {{name: {obj}, namespace: dualstack-system}}"
+        for kind, obj in (
+            ("Certificate", "dualstack-operator-webhook"),
+            ("Issuer", "dualstack-operator-selfsigned"),
+        )
+    )
     (overlay / "kustomization.yaml").write_text(
         f"resources: [{base}]\n"
+        f"components: [{base}/admission]\n"
         f"images:\n- name: ghcr.io/dualstack-dev/dualstack-operator\n"
         f"  newName: {name}\n  newTag: {tag}\n"
+        f"patches:\n{drop}\n"
     )
     admin.run("apply", "-f", str(MANIFESTS / "base" / "namespace.yaml"))
+    cert, key, ca = self_signed(tmp_path / "webhook-tls", WEBHOOK_HOSTS)
+    (tmp_path / "ca.crt").write_bytes(ca)
+    admin.in_namespace("dualstack-system").run(
+        "create",
+        "secret",
+        "generic",
+        "dualstack-operator-webhook-tls",
+        f"--from-file=tls.crt={cert}",
+        f"--from-file=tls.key={key}",
+        f"--from-file=ca.crt={tmp_path / 'ca.crt'}",
+    )
     admin.run("apply", "-k", str(overlay))
 
 
@@ -252,10 +282,21 @@ def test_deployed_as_users_deploy_it(
 
         wait_for(f"metrics through {ip}", scraped, timeout=60)
 
-    # A drifted Service is fixed by the deployed operator.
+    # A new Service is born compliant through the in-cluster webhook (its Service and
+    # certificate); one that drifted later is fixed by the reconciler.
     noded.create(dsp(ipFamilyPolicy="PreferDualStack"))
-    noded.create(service("web"))
     dual = ["IPv4", "IPv6"]
+
+    def born_compliant() -> bool:
+        name = f"born-{uuid.uuid4().hex[:6]}"
+        created = noded.create(service(name))
+        return bool(created["spec"].get("ipFamilies") == dual)
+
+    wait_for("a Service born compliant through the webhook", born_compliant, timeout=120)
+    noded.create(service("web"))
+    noded.patch(
+        "service", "web", {"spec": {"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]}}
+    )
     wait_for(
         "web fixed in-cluster",
         lambda: noded.get("service", "web")["spec"]["ipFamilies"] == dual,
