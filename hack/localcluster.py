@@ -240,6 +240,20 @@ def set_pdeathsig() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _wait_port_free(port: int, deadline: float) -> None:
+    """Until a listener could bind 127.0.0.1:``port`` (as the Go servers do, with
+    SO_REUSEADDR), or the deadline passes."""
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                pass
+        time.sleep(0.1)
+
+
 def _is_ours(pid: int, marker: str) -> bool:
     """True when ``pid`` is alive and its command line mentions our state directory."""
     try:
@@ -393,11 +407,23 @@ class LocalCluster:
         the stored objects stay as they were.
         """
         begin = time.monotonic()
+        deadline = begin + timeout
         for name in ("kube-controller-manager", "kube-apiserver"):
             self._stop_one(name)
         self.families = tuple(families)
         try:
-            self._start_control(begin + timeout)
+            while True:
+                # The stopped server's port can stay taken a moment (a socket of the
+                # killed process the kernel has not let go): the restart keeps its port.
+                _wait_port_free(self.api_port, deadline)
+                try:
+                    self._start_control(deadline)
+                    return
+                except PortTakenError:
+                    for name in ("kube-controller-manager", "kube-apiserver"):
+                        self._stop_one(name)
+                    if time.monotonic() > deadline:
+                        raise
         except BaseException:
             self.stop()
             raise
