@@ -240,17 +240,19 @@ def set_pdeathsig() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _wait_port_free(port: int, deadline: float) -> None:
-    """Until a listener could bind 127.0.0.1:``port`` (as the Go servers do, with
-    SO_REUSEADDR), or the deadline passes."""
-    while time.monotonic() < deadline:
+def wait_port_free(port: int, deadline: float) -> bool:
+    """Whether a listener could bind 127.0.0.1:``port`` (as the Go servers do, with
+    SO_REUSEADDR) before the deadline; polls until then."""
+    while True:
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
-                return
+                return True
             except OSError:
                 pass
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.1)
 
 
@@ -415,7 +417,7 @@ class LocalCluster:
             while True:
                 # The stopped server's port can stay taken a moment (a socket of the
                 # killed process the kernel has not let go): the restart keeps its port.
-                _wait_port_free(self.api_port, deadline)
+                wait_port_free(self.api_port, deadline)
                 try:
                     self._start_control(deadline)
                     return

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from localcluster import parse_families, stop_recorded
+from localcluster import parse_families, stop_recorded, wait_port_free
 
 
 @pytest.mark.parametrize("text", ["ipv4", "ipv6", "ipv4,ipv6", "ipv6,ipv4", " IPv6 , IPv4 "])
@@ -34,3 +36,17 @@ def test_stop_leaves_unrelated_processes_alone(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_restart_waits_while_its_port_is_held() -> None:
+    """A listener still holding the port (a killed server's socket the kernel keeps)
+    makes the wait fail at its deadline; once it is gone the port is free at once."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    port = held.getsockname()[1]
+    try:
+        assert not wait_port_free(port, time.monotonic() + 0.3)
+    finally:
+        held.close()
+    assert wait_port_free(port, time.monotonic() + 5)
