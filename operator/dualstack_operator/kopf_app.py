@@ -53,6 +53,7 @@ class App:
     # Extra startup steps (the admission webhook), run once the API is connected.
     startup_hooks: list[StartupHook] = field(default_factory=list)
     views: Views | None = None
+    gate: PeeringGate | None = None  # whether this replica is the active one
     queue: WorkQueue | None = None
     reconciler: Reconciler | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -117,7 +118,9 @@ class App:
             native=native,
             recreator=Recreator(self.api, settings.journal_namespace),
         )
-        gate = PeeringGate(settings.peering, settings.namespaces, self.api, self.mark_policies)
+        self.gate = gate = PeeringGate(
+            settings.peering, settings.namespaces, self.api, self.mark_policies
+        )
         self.tasks = [
             asyncio.create_task(services.run(), name="dualstack Service cache"),
             asyncio.create_task(

@@ -25,7 +25,10 @@ from dualstack_operator.admission import (
     self_signed,
     webhook_configuration,
 )
+from dualstack_operator.cluster_policy import effective_policies
+from dualstack_operator.errors import ApiError
 from dualstack_operator.kopf_app import App
+from dualstack_operator.plan import PolicyView
 
 log = logging.getLogger("dualstack_operator.webhook")
 
@@ -49,7 +52,7 @@ class WebhookOptions:
     side_effects=False,
     ignore_failures=True,
 )
-def born_compliant(
+async def born_compliant(
     body: kopf.Body,
     patch: kopf.Patch,
     warnings: list[str],
@@ -61,12 +64,32 @@ def born_compliant(
     views = app.views
     if views is None or not namespace:
         return  # not started yet: the API server's defaults apply (failurePolicy Ignore)
-    result = mutation(views.policies_in(namespace), dict(body), views.cluster.families)
+    policies = views.policies_in(namespace)
+    if app.gate is not None and not await app.gate.is_active():
+        # A standby's kopf indexes are frozen by peering, yet the webhook Service sends
+        # it requests too: it reads the namespace's policies from the API server.
+        try:
+            policies = await _fresh_policies(app, namespace)
+        except ApiError as err:
+            log.warning("standby: cannot read the policies of %s: %s", namespace, err)
+    result = mutation(policies, dict(body), views.cluster.families)
     if result.warning:
         warnings.append(result.warning)
     if result.spec:
         for key, value in result.spec.items():
             patch.spec[key] = value
+
+
+async def _fresh_policies(app: App, namespace: str) -> list[PolicyView]:
+    """The policies governing ``namespace``, as the API server has them now."""
+    own = await app.api.list_policies((namespace,))
+    if own:
+        return own
+    cluster = await app.api.list_cluster_policies()
+    if not cluster:
+        return []
+    labels = (await app.api.list_namespace_labels()).get(namespace, {})
+    return effective_policies([], cluster, namespace, labels, app.settings.journal_namespace)
 
 
 class GuardedWebhookServer(kopf.WebhookServer):

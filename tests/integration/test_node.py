@@ -4,8 +4,11 @@ traffic to them over both of its ClusterIPs."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import os
+import ssl
 import urllib.request
 import uuid
 from pathlib import Path
@@ -304,6 +307,11 @@ def test_deployed_as_users_deploy_it(
     )
     active = wait_for("an active replica in the peering", lambda: _active(system), timeout=60)
     assert active in {p["metadata"]["name"] for p in pods}
+    # The webhook Service sends requests to the standby too, whose kopf indexes
+    # peering has frozen: it must still know the namespace's policy.
+    (standby,) = [p for p in pods if p["metadata"]["name"] != active]
+    patch = _review_at(standby["status"]["podIP"], noded.namespace or "", service("asked"))
+    assert {"op": "add", "path": "/spec/ipFamilies", "value": dual} in patch, patch
 
     # SIGKILL of the active replica's process, and its pod gone (so that the kubelet
     # does not restart it in place): the other replica takes over.
@@ -322,3 +330,34 @@ def test_deployed_as_users_deploy_it(
         timeout=120,
     )
     assert now != active
+
+
+def _review_at(pod_ip: str, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON patch one replica's webhook answers for a Service creation (straight to
+    its pod address, from the host over the bridge)."""
+    obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Service"},
+            "resource": {"group": "", "version": "v1", "resource": "services"},
+            "operation": "CREATE",
+            "userInfo": {"username": "test"},
+            "namespace": namespace,
+            "object": obj,
+        },
+    }
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the test's own certificate
+    request = urllib.request.Request(
+        f"https://{pod_ip}:9443/services-ip-families",
+        data=json.dumps(review).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10, context=context) as resp:  # noqa: S310
+        answer = json.loads(resp.read())["response"]
+    patch: list[dict[str, Any]] = json.loads(base64.b64decode(answer.get("patch") or "W10="))
+    return patch
