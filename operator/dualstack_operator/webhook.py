@@ -26,7 +26,7 @@ from dualstack_operator.admission import (
     webhook_configuration,
 )
 from dualstack_operator.cluster_policy import effective_policies
-from dualstack_operator.errors import ApiError
+from dualstack_operator.errors import ApiError, Conflict
 from dualstack_operator.kopf_app import App
 from dualstack_operator.plan import PolicyView
 
@@ -138,8 +138,26 @@ async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptio
     else:
         client_config = {"url": f"https://{options.host}:{options.port}/{WEBHOOK_ID}"}
     own = options.service.split("/")[0] if options.service else None
-    body = webhook_configuration(client_config, options.namespaces, own)
-    existing = await app.api.read_webhook_configuration(body["metadata"]["name"])
+    # Replicas start together and write the same configuration: one's create or
+    # update is refused (409) when another's landed first; read it again and retry.
+    for attempt in range(1, CONFIGURE_ATTEMPTS + 1):
+        body = webhook_configuration(client_config, options.namespaces, own)
+        existing = await app.api.read_webhook_configuration(body["metadata"]["name"])
+        _with_ca_bundle(body, existing, ca)
+        try:
+            await app.api.apply_webhook_configuration(body, existing)
+            break
+        except Conflict:
+            if attempt == CONFIGURE_ATTEMPTS:
+                raise
+    log.info("admission webhook: %s", client_config)
+
+
+CONFIGURE_ATTEMPTS = 5
+
+
+def _with_ca_bundle(body: dict[str, Any], existing: dict[str, Any] | None, ca: bytes) -> None:
+    """Our CA into each webhook's caBundle, unless cert-manager's injector owns it."""
     annotations = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     injected = bool(annotations.get(CA_INJECTION_ANNOTATION))
     for hook in body["webhooks"]:
@@ -151,5 +169,3 @@ async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptio
                 hook["clientConfig"]["caBundle"] = bundle
         else:
             hook["clientConfig"]["caBundle"] = base64.b64encode(ca).decode()
-    await app.api.apply_webhook_configuration(body, existing)
-    log.info("admission webhook: %s", client_config)
