@@ -310,8 +310,16 @@ def test_deployed_as_users_deploy_it(
     # The webhook Service sends requests to the standby too, whose kopf indexes
     # peering has frozen: it must still know the namespace's policy.
     (standby,) = [p for p in pods if p["metadata"]["name"] != active]
-    patch = _review_at(standby["status"]["podIP"], noded.namespace or "", service("asked"))
-    assert {"op": "add", "path": "/spec/ipFamilies", "value": dual} in patch, patch
+    wanted = {"op": "add", "path": "/spec/ipFamilies", "value": dual}
+
+    def standby_mutates() -> list[dict[str, Any]] | None:
+        try:
+            patch = _review_at(standby["status"]["podIP"], noded.namespace or "", service("q"))
+        except OSError:
+            return None  # its webhook server starts after its startup hooks
+        return patch if wanted in patch else None
+
+    wait_for("the standby's webhook to mutate", standby_mutates, timeout=60)
 
     # SIGKILL of the active replica's process, and its pod gone (so that the kubelet
     # does not restart it in place): the other replica takes over.
