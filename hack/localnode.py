@@ -94,6 +94,12 @@ class LocalNode:
         self.free_port = free_port
         self.socket = self.dir / "containerd.sock"
 
+    @classmethod
+    def attached(cls, state_dir: Path, binaries: Path | None = None) -> LocalNode:
+        """The node under ``state_dir`` as it runs, to talk to its containerd."""
+        binaries = binaries or bin_dir(build=False)
+        return cls(state_dir, binaries, [], [], lambda *_: None, lambda: 0)
+
     @property
     def env(self) -> dict[str, str]:
         return {**os.environ, "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
@@ -318,13 +324,13 @@ def pod_log(state_dir: Path, namespace: str, pod: str, container: str) -> str:
 
 def kill_container(state_dir: Path, container_id: str) -> None:
     """SIGKILL to a container's process, as an OOM kill or a crash would end it."""
-    node = LocalNode(state_dir, bin_dir(build=False), [], [], lambda *_: None, lambda: 0)
+    node = LocalNode.attached(state_dir)
     node.ctr("tasks", "kill", "-s", "SIGKILL", container_id.removeprefix("containerd://"))
 
 
 def import_image(state_dir: Path, archive: Path) -> None:
     """Loads an OCI archive into the node's containerd (namespace k8s.io)."""
-    node = LocalNode(state_dir, bin_dir(build=False), [], [], lambda *_: None, lambda: 0)
+    node = LocalNode.attached(state_dir)
     node.ctr("images", "import", str(archive))
 
 
@@ -341,7 +347,7 @@ def remove_containers(state_dir: Path, binaries: Path) -> None:
     Pods' sandboxes are stopped through the CRI first, so that the CNI plugins remove
     their addresses, veths and iptables rules themselves.
     """
-    node = LocalNode(state_dir, binaries, [], [], lambda *_: None, lambda: 0)
+    node = LocalNode.attached(state_dir, binaries)
     if not node.socket.exists():
         return
     for task in node.ctr("tasks", "ls", "-q", check=False).split():
