@@ -93,8 +93,14 @@ def test_recreate_makes_ipv4_primary_services_ipv6_primary_keeping_the_rest(
         assert ":" in new["spec"]["clusterIP"], "IPv6 primary"
         assert kept(new) == kept(old), name  # nodePort included, in ports
         assert writes_to(dual_cluster, dual, name) == {"delete": 1, "create": 1}
-        slices = dual.get("endpointslices", "", "-l", f"kubernetes.io/service-name={name}")
-        assert {s["addressType"] for s in slices["items"]} == {"IPv4", "IPv6"}
+        selector = f"kubernetes.io/service-name={name}"
+
+        def families(selector: str = selector) -> bool:
+            slices = dual.get("endpointslices", "", "-l", selector)["items"]
+            return {s["addressType"] for s in slices} == {"IPv4", "IPv6"}
+
+        # The EndpointSlice controller makes one slice per family, moments apart.
+        wait_for(f"slices of both families for {name}", families)
     assert dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == []
     reasons = [e["reason"] for e in dual.get("events")["items"]]
     assert reasons.count("Recreated") == 4  # on each new Service and on the policy
