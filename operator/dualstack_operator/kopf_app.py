@@ -82,7 +82,7 @@ class App:
         namespaces: kopf.Index[str, dict[str, str]],
     ) -> None:
         settings = self.settings
-        await self.api.connect()
+        await self.api.connect(watches=len(settings.namespaces) or 1)
         if settings.peering:
             await self.api.ensure_peering(settings.peering.name, settings.namespaces)
         rec = settings.reconcile

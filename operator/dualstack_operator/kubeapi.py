@@ -53,6 +53,7 @@ from dualstack_operator.plan import PolicyView
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML
 COMPONENT = "dualstack-operator"
+REQUEST_CONNECTIONS = 32  # room for the concurrent patches, with the cache's lists
 # The generated client picks JSON patch for dicts unless told; its stubs omit the option.
 _MERGE: dict[str, Any] = {"_content_type": MERGE_PATCH}
 _APPLY: dict[str, Any] = {"_content_type": APPLY_PATCH}
@@ -144,8 +145,13 @@ class KubeAPI:
         self._client: client.ApiClient | None = None
         self._kubeconfig = kubeconfig
 
-    async def connect(self) -> None:
-        """In-cluster ServiceAccount first, else the kubeconfig (as kopf does)."""
+    async def connect(self, watches: int = 1) -> None:
+        """In-cluster ServiceAccount first, else the kubeconfig (as kopf does).
+
+        ``watches``: the Service watches this client keeps open, one per watched
+        namespace; each holds a pooled connection for good, so the pool has room for
+        them on top of the requests in flight (writes, lists, reviews).
+        """
         configuration = client.Configuration()
         try:
             config.load_incluster_config(client_configuration=configuration)
@@ -153,7 +159,7 @@ class KubeAPI:
             await config.load_kube_config(
                 config_file=self._kubeconfig, client_configuration=configuration
             )
-        configuration.connection_pool_maxsize = 32  # room for concurrent patches
+        configuration.connection_pool_maxsize = REQUEST_CONNECTIONS + watches
         self._client = client.ApiClient(configuration)
 
     async def close(self) -> None:
