@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualstack_operator.decision import ServiceView, State, decide
+from dualstack_operator.decision import ServiceView, State, address_families, decide
 from dualstack_operator.models import (
     GROUP,
     IGNORE_ANNOTATION,
@@ -46,14 +46,23 @@ def creation_patch(
     field_policy: str | None,
     families: Sequence[str],
     cluster: Sequence[IPFamily],
+    addresses: Sequence[str] | None = (),
 ) -> dict[str, Any] | None:
     """The fields to set on a new Service with these IP-family fields, or None.
 
     The one answer both admission paths give: the webhook calls it per request, and
-    ``native_admission`` tabulates it for the API server. Nothing is allocated yet
-    on CREATE, so the primary can still be chosen: decide as for a headless Service,
-    whose families may change, asking for exactly what Enforce would patch.
+    ``native_admission`` tabulates it for the API server. Nothing is allocated yet on
+    CREATE, so a Service that names no address may still get any primary: decide as
+    for a headless Service, whose families may change, asking for exactly what
+    Enforce would patch. ``addresses`` are the families of the ClusterIPs the client
+    chose (``decision.address_families``): those are fixed, in their order, as on a
+    Service that exists, and the policy decides the rest. Where it cannot without
+    dropping a chosen address (or the addresses cannot be read: None), the request is
+    left as it is: admission never turns a create the server accepts into a refusal.
     """
+    if addresses is None:
+        return None
+    pinned = list(addresses)
     svc = ServiceView(
         namespace="",
         name="",
@@ -61,20 +70,32 @@ def creation_patch(
         labels={},
         ignored=False,
         type="ClusterIP",
-        headless=True,
+        headless=not pinned,
         ip_family_policy=field_policy,
-        ip_families=tuple(families),
+        ip_families=tuple(pinned or families),
     )
     enforced = decide(spec.model_copy(update={"mode": Mode.ENFORCE}), svc, cluster)
-    return None if enforced.patch is None else dict(enforced.patch["spec"])
+    if enforced.patch is None:
+        return None
+    wanted = dict(enforced.patch["spec"])
+    if pinned:
+        target = list(wanted.get("ipFamilies", pinned))
+        if target[: len(pinned)] != pinned:
+            return None  # e.g. SingleStack, but the client chose an address of each family
+        # Always both fields: the client's own ipFamilies must not outlive the decision.
+        wanted["ipFamilies"] = target
+    return wanted
 
 
-def audit_warning(kind: str, policy: str, wanted: dict[str, Any]) -> str:
-    """What an Audit policy says instead of setting ``wanted``."""
+def audit_warning(
+    kind: str, policy: str, wanted: dict[str, Any], families: Sequence[str] = ()
+) -> str:
+    """What an Audit policy says instead of setting ``wanted`` (on a Service that has
+    ``families``, which ``wanted`` keeps unless it names others)."""
     return (
         f"{kind} {policy} (Audit) would set "
         f"ipFamilyPolicy={wanted['ipFamilyPolicy']} "
-        f"ipFamilies={','.join(wanted.get('ipFamilies', []))}; nothing was changed"
+        f"ipFamilies={','.join(wanted.get('ipFamilies', families))}; nothing was changed"
     )
 
 
@@ -93,11 +114,18 @@ def mutation(
             continue
         if decision.state == State.EXCLUDED:
             return Mutation()  # ExternalName or opted out
-        wanted = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
+        wanted = creation_patch(
+            spec,
+            svc.ip_family_policy,
+            svc.ip_families,
+            cluster,
+            address_families(body.get("spec") or {}),
+        )
         if wanted is None:
             return Mutation()
         if spec.mode == Mode.AUDIT:
-            return Mutation(warning=audit_warning(plan.policy.kind, plan.policy.name, wanted))
+            warning = audit_warning(plan.policy.kind, plan.policy.name, wanted, svc.ip_families)
+            return Mutation(warning=warning)
         return Mutation(spec=wanted)
     return Mutation()
 

@@ -8,6 +8,7 @@ relies on are pinned against the real API server in
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -113,21 +114,45 @@ def selects(selector: LabelSelector | None, labels: Mapping[str, str]) -> bool:
     return True
 
 
+def address_families(spec: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The families a new Service's own ``clusterIP``/``clusterIPs`` fix, in their order.
+
+    ``()`` when it names none (unset, empty, or headless ``None``); None when an address
+    is not one the decision can read: the API server judges it, admission leaves it be.
+    """
+    ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    if not ips or ips[0] == "None":
+        return ()
+    if len(ips) > 2:
+        return None
+    out = []
+    for ip in ips:
+        try:
+            out.append("IPv6" if ipaddress.ip_address(str(ip)).version == 6 else "IPv4")
+        except ValueError:
+            return None
+    return tuple(out)
+
+
 def _fmt(families: Sequence[str]) -> str:
     return "[" + ", ".join(families) + "]"
 
 
 def desired_families(
-    spec: DualStackPolicySpec, primary: str | None, cluster: Sequence[IPFamily]
+    spec: DualStackPolicySpec, held: Sequence[str], cluster: Sequence[IPFamily]
 ) -> tuple[list[str] | None, Decision | None]:
-    """The families a Service should have, or a no-write verdict when none can be reached.
+    """The families a Service holding ``held`` should have, or a no-write verdict when
+    none can be reached.
 
     Without ``ipFamilies`` in the policy a Service keeps its own primary (which a
-    ClusterIP Service cannot change anyway) and gains the cluster's other family.
+    ClusterIP Service cannot change anyway) and gains the cluster's other family. Under a
+    dual-stack policy a Service keeps a family the cluster does not offer (a selectorless
+    headless Service may have it; a cluster back to single-stack leaves it on others):
+    only SingleStack releases a family.
     """
     offered = [str(f) for f in cluster]
     preference = [str(f) for f in spec.ip_families] if spec.ip_families else []
-    order = preference or ([primary] if primary else [])
+    order = preference or list(held[:1])
     order += [f for f in offered if f not in order]
     policy = spec.ip_family_policy
 
@@ -147,8 +172,9 @@ def desired_families(
             )
         return [f for f in order if f in offered][:1], None
     # PreferDualStack degrades to what the cluster offers; RequireDualStack has both here.
-    available = [f for f in order if f in offered]
-    return available[:2], None
+    kept = [f for f in held if f not in offered]
+    order += [f for f in kept if f not in order]
+    return [f for f in order if f in offered or f in kept][:2], None
 
 
 def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFamily]) -> Decision:
@@ -157,7 +183,7 @@ def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFami
         return Decision(State.EXCLUDED)
     actual = list(svc.ip_families)
     primary = actual[0] if actual else None
-    desired, verdict = desired_families(spec, primary, cluster)
+    desired, verdict = desired_families(spec, actual, cluster)
     if verdict is not None or desired is None:
         return verdict or Decision(State.DRIFTED, DriftReason.FAMILY_NOT_IN_CLUSTER)
     policy = str(spec.ip_family_policy)

@@ -8,11 +8,17 @@ reconciler's decision) over every shape the IP-family fields of a new Service ca
 take; CEL only picks the winning policy (the same selector chain as
 ``plan.plan_namespace``) and looks the answer up.
 
+The key is the request's own fields: ``ipFamilyPolicy``, ``ipFamilies`` and the
+families of any ClusterIPs the client chose (``isIP``/``ip().family()``), so an
+address the client pinned keeps its family, as the decision says.
+
 One difference from the webhook is the API server's, not ours: a validating policy
-runs after the server has defaulted ``ipFamilyPolicy`` and ``ipFamilies``, so an
-Audit warning judges the fields the Service will be stored with, where the
-webhook (before defaulting) judges the fields the request set. A Service whose
-defaults already satisfy the policy gets a warning from the webhook only.
+runs after the server has defaulted ``ipFamilyPolicy`` and ``ipFamilies`` and
+allocated the ClusterIPs, so an Audit warning judges the fields the Service will be
+stored with (a Service whose defaults already satisfy the policy gets a warning from
+the webhook only). Of the addresses it can still tell whether the client chose the
+primary (the request's managedFields name ``clusterIP``), not whether it chose one
+address or two: it judges a chosen primary alone.
 """
 
 from __future__ import annotations
@@ -56,29 +62,64 @@ class Kind(StrEnum):
         return "".join(f"_{c.lower()}" if c.isupper() else c for c in self.value).lstrip("_")
 
 
-# Every value a new Service's IP-family fields can validly have: the table's domain.
+# Every value a new Service's IP-family fields can validly have, and every order of
+# families its chosen ClusterIPs can fix: the table's domain.
 FIELD_POLICIES: tuple[str | None, ...] = (None, *(str(p) for p in IPFamilyPolicy))
 FIELD_FAMILIES: tuple[tuple[str, ...], ...] = (
     (),
     *((str(f),) for f in IPFamily),
     *itertools.permutations([str(f) for f in IPFamily], 2),
 )
+FIELD_ADDRESSES = FIELD_FAMILIES
 
-# The Service's own fields as one string, e.g. "RequireDualStack/IPv6,IPv4" or "/":
-# the table key after the winning policy's name.
-_SHAPE = (
-    "(has(object.spec.ipFamilyPolicy) ? object.spec.ipFamilyPolicy : '') + '/' + "
-    "(!has(object.spec.ipFamilies) ? '' : "
-    "size(object.spec.ipFamilies) == 1 ? object.spec.ipFamilies[0] : "
-    "size(object.spec.ipFamilies) == 2 ? "
-    "object.spec.ipFamilies[0] + ',' + object.spec.ipFamilies[1] : '?')"
+# The family of one ClusterIP ('?' where it is not an address: such a key is in no
+# table, so the request passes as it is).
+_ADDRESS_FAMILY = "(isIP({a}) ? (ip({a}).family() == 4 ? 'IPv4' : 'IPv6') : '?')"
+_IPS = "object.spec.clusterIPs"
+_FIRST, _SECOND = _ADDRESS_FAMILY.format(a=f"{_IPS}[0]"), _ADDRESS_FAMILY.format(a=f"{_IPS}[1]")
+# The families of the ClusterIPs a request chose, in order ("" for none or headless).
+_ADDRESSES = (
+    f"(has({_IPS}) && size({_IPS}) > 0) ? ({_IPS}[0] == 'None' ? '' : "
+    f"size({_IPS}) == 1 ? {_FIRST} : size({_IPS}) == 2 ? {_FIRST} + ',' + {_SECOND} : '?') : "
+    "(has(object.spec.clusterIP) && object.spec.clusterIP != '' && "
+    "object.spec.clusterIP != 'None') ? "
+    f"{_ADDRESS_FAMILY.format(a='object.spec.clusterIP')} : ''"
 )
+# Validating admission sees the Service after the server allocated its ClusterIPs. Its
+# managedFields still say which fields the request set (the server records them before
+# it allocates), so the family of a primary address the client chose can be told from
+# one the server picked.
+_CHOSE_ADDRESS = (
+    "has(object.metadata.managedFields) && object.metadata.managedFields.exists(m, "
+    "has(m.fieldsV1) && 'f:spec' in dyn(m.fieldsV1) && "
+    "('f:clusterIP' in dyn(m.fieldsV1)['f:spec'] || 'f:clusterIPs' in dyn(m.fieldsV1)['f:spec']))"
+)
+_CHOSEN_PRIMARY = (
+    f"(({_CHOSE_ADDRESS}) && has({_IPS}) && size({_IPS}) > 0 && {_IPS}[0] != 'None') ? "
+    f"{_FIRST} : ''"
+)
+
+
+def _shape(addresses: str) -> str:
+    """The Service's own fields as one string, e.g. "RequireDualStack/IPv6,IPv4/IPv4" or
+    "//": policy, families, then the families of the addresses it chose; the table key
+    after the winning policy's name."""
+    return (
+        "(has(object.spec.ipFamilyPolicy) ? object.spec.ipFamilyPolicy : '') + '/' + "
+        "(!has(object.spec.ipFamilies) ? '' : "
+        "size(object.spec.ipFamilies) == 1 ? object.spec.ipFamilies[0] : "
+        "size(object.spec.ipFamilies) == 2 ? "
+        "object.spec.ipFamilies[0] + ',' + object.spec.ipFamilies[1] : '?') + '/' + "
+        f"({addresses})"
+    )
+
+
 _LABELS = "has(object.metadata.labels) ? object.metadata.labels : {}"
 
 
-def shape_key(policy: str | None, families: Sequence[str]) -> str:
-    """What ``_SHAPE`` evaluates to for these fields (the Python twin of the CEL)."""
-    return f"{policy or ''}/{','.join(families)}"
+def shape_key(policy: str | None, families: Sequence[str], addresses: Sequence[str] = ()) -> str:
+    """What ``_shape`` evaluates to for these fields (the Python twin of the CEL)."""
+    return f"{policy or ''}/{','.join(families)}/{','.join(addresses)}"
 
 
 def cel_string(value: str) -> str:
@@ -145,16 +186,19 @@ def tables(ordered: Sequence[PolicyView], cluster: Sequence[IPFamily]) -> Tables
     for policy in ordered:
         spec = policy.spec
         assert spec is not None
-        for field_policy, families in itertools.product(FIELD_POLICIES, FIELD_FAMILIES):
-            wanted = creation_patch(spec, field_policy, families, cluster)
+        for field_policy, families, addresses in itertools.product(
+            FIELD_POLICIES, FIELD_FAMILIES, FIELD_ADDRESSES
+        ):
+            wanted = creation_patch(spec, field_policy, families, cluster, addresses)
             if wanted is None:
                 continue
-            key = f"{policy.name}|{shape_key(field_policy, families)}"
+            key = f"{policy.name}|{shape_key(field_policy, families, addresses)}"
             if spec.mode == Mode.AUDIT:
                 # Validating admission sees the Service after the server's defaulting:
-                # both fields are always set by then, and the warning judges them.
-                if field_policy is not None and families:
-                    warnings[key] = audit_warning(policy.kind, policy.name, wanted)
+                # both fields are always set by then, and the warning judges them; of
+                # the addresses, it tells only a chosen primary's family.
+                if field_policy is not None and families and len(addresses) < 2:
+                    warnings[key] = audit_warning(policy.kind, policy.name, wanted, families)
                 continue
             set_policy[key] = str(wanted["ipFamilyPolicy"])
             if "ipFamilies" in wanted:
@@ -217,7 +261,7 @@ def desired_objects(
     }
     variables = [
         {"name": "labels", "expression": _LABELS},
-        {"name": "key", "expression": f"({winner_cel(ordered)}) + '|' + {_SHAPE}"},
+        {"name": "winner", "expression": winner_cel(ordered)},
     ]
     objects: list[dict[str, Any]] = []
     if table.set_policy:
@@ -231,6 +275,7 @@ def desired_objects(
             **common,
             "variables": [
                 *variables,
+                {"name": "key", "expression": f"variables.winner + '|' + {_shape(_ADDRESSES)}"},
                 {"name": "setPolicy", "expression": _map_literal(table.set_policy)},
                 {"name": "setFamilies", "expression": _map_literal(table.set_families)},
             ],
@@ -246,6 +291,10 @@ def desired_objects(
             **common,
             "variables": [
                 *variables,
+                {
+                    "name": "key",
+                    "expression": f"variables.winner + '|' + {_shape(_CHOSEN_PRIMARY)}",
+                },
                 {"name": "warnings", "expression": _map_literal(table.warnings)},
             ],
             "validations": [

@@ -7,16 +7,21 @@ clusters). Every behaviour of admission is checked on both.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
+import secrets
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dualstack_operator.admission import CONFIGURATION_NAME
 from dualstack_operator.native_admission import object_name
-from localcluster import LocalCluster, free_port
+from localcluster import REPO, LocalCluster, free_port
 from support.audit import admission_writes, operator_writes, service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
@@ -463,3 +468,53 @@ def test_operator_down_never_blocks_service_creation(
     # The configuration still points at the stopped operator.
     svc = dual.create(service("while-down", selector={"app": "x"}), "--request-timeout=10s")
     assert svc["spec"]["ipFamilies"] == ["IPv4"], "created, with the server's defaults"
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_chart_that_pins_its_cluster_ip_installs_into_an_ipv6_first_namespace(
+    mechanism: str,
+    dual: Kubectl,
+    dual_cluster: LocalCluster,
+    start_operator: StartOperator,
+    helm: Path,
+    tmp_path: Path,
+) -> None:
+    """A DNS server's chart pins `clusterIP:`: admission keeps that address's family as the
+    primary (it never refuses the install), and the reconciler reports the rest."""
+    start_with(mechanism, start_operator, dual_cluster, dual)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    wait_until_admission_shapes(dual)
+    address = free_service_address(dual, "10.96.0.0/16")
+    chart = REPO / "tests" / "fixtures" / "pinned-chart"
+    env = {**os.environ, "KUBECONFIG": str(dual.kubeconfig), "HOME": str(tmp_path)}
+    argv = [str(helm), "install", "dns", str(chart), "-n", dual.namespace or ""]
+    installed = subprocess.run(
+        [*argv, "--set", f"clusterIP={address}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert installed.returncode == 0, installed.stderr
+    spec = dual.get("service", "dns")["spec"]
+    assert spec["clusterIP"] == address
+    assert (spec["ipFamilyPolicy"], spec["ipFamilies"]) == ("RequireDualStack", ["IPv4", "IPv6"])
+    assert len(spec["clusterIPs"]) == 2
+    status = status_when(dual, lambda s: any(d["service"] == "dns" for d in s.get("drift") or []))
+    entry = next(d for d in status["drift"] if d["service"] == "dns")
+    assert entry["reason"] == "PrimaryFamilyMismatch"
+    assert "recreate" in entry["message"]
+    assert "IPv6 primary" in entry["message"]
+    assert "dns" not in service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+
+
+def free_service_address(k: Kubectl, cidr: str) -> str:
+    """An address of ``cidr`` no Service holds now (a server-side dry run says so)."""
+    network = ipaddress.ip_network(cidr)
+    for _ in range(20):
+        address = str(network[secrets.randbelow(network.num_addresses - 512) + 256])
+        probe = service(unique("free"), clusterIP=address)
+        if not k.stderr_of("create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe)):
+            return address
+    raise AssertionError(f"no free address in {cidr}")

@@ -149,7 +149,11 @@ def test_properties(data: st.DataObject) -> None:
     assert set(patch_spec) <= {"ipFamilyPolicy", "ipFamilies"}, "the minimal patch"
     families = patch_spec.get("ipFamilies")
     if families is not None:
-        assert set(families) <= offered, "never a family the cluster lacks"
+        held = set(service.ip_families)
+        assert set(families) <= offered | held, "never a family the cluster lacks"
+        if patch_spec["ipFamilyPolicy"] != "SingleStack":
+            # The server refuses to release a family under a dual-stack policy.
+            assert held <= set(families), "only SingleStack drops a family"
         assert len(set(families)) == len(families)
         if not service.headless:
             assert families[0] == service.ip_families[0], "never the primary of a ClusterIP"
