@@ -71,7 +71,11 @@ AUDIT_POLICY = {
                 {"group": "", "resources": ["services"]},
                 {
                     "group": "dualstack.dev",
-                    "resources": ["dualstackpolicies", "dualstackpolicies/status"],
+                    "resources": [
+                        "dualstackpolicies",
+                        "dualstackpolicies/status",
+                        "dualstackadmissions",
+                    ],
                 },
                 {
                     "group": "admissionregistration.k8s.io",

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from dualstack_operator.crd import KINDS
 from localcluster import REPO, Family, LocalCluster, bin_dir
 from localnode import host_leftovers
 from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 
-CRD = REPO / "crds" / "dualstackpolicy.yaml"
-CLUSTER_CRD = REPO / "crds" / "clusterdualstackpolicy.yaml"
+CRDS = [REPO / "crds" / kind.file for kind in KINDS]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +56,7 @@ def _cluster(
     try:
         # The CRD is part of every cluster the tests use, as `kubectl apply` installs it.
         admin = Kubectl(binaries / "kubectl", cluster.kubeconfig)
-        for crd in (CRD, CLUSTER_CRD):
+        for crd in CRDS:
             admin.run("apply", "-f", str(crd))
             admin.run("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
         yield cluster

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dualstack_operator import __version__, plan_command
-from dualstack_operator.models import GROUP
+from dualstack_operator.models import ADMISSION_PLURAL, GROUP, PLURAL
 from dualstack_operator.settings import (
     Admission,
     CacheSettings,
@@ -246,7 +246,12 @@ class Found:
     """What the preflight learnt from the API server."""
 
     admission: set[str]  # what admissionregistration.k8s.io/v1 serves
-    missing_crds: bool  # dualstack.dev's resources are not served (yet)
+    served: set[str]  # what dualstack.dev serves (nothing before its CRDs)
+
+    def missing_crds(self, admission: Admission | None) -> list[str]:
+        """The CRDs the operator needs, with this admission, that are not served (yet)."""
+        needed = [PLURAL] + ([ADMISSION_PLURAL] if admission == Admission.POLICY else [])
+        return [f"{plural}.{GROUP}" for plural in needed if plural not in self.served]
 
 
 async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = ()) -> Found:
@@ -295,7 +300,7 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
         )
     if "dualstackpolicies" in policies and "clusterdualstackpolicies" not in policies:
         log.warning("ClusterDualStackPolicies are not served: they are ignored until %s", CRD_HINT)
-    return Found(admission, "dualstackpolicies" not in policies)
+    return Found(admission, policies)
 
 
 async def _missing_rights(api: Any, namespaces: Sequence[str]) -> list[str]:
@@ -313,7 +318,7 @@ async def _missing_rights(api: Any, namespaces: Sequence[str]) -> list[str]:
     return missing
 
 
-async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
+async def wait_for_crds(missing: list[str], liveness_port: int, metrics: tuple[str, int]) -> None:
     """Until the CRDs are served: says so once, stays alive (liveness 200) and unready
     (/readyz 503), and checks again every few seconds."""
     from aiohttp import web
@@ -321,7 +326,8 @@ async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
     from dualstack_operator.errors import ApiError
     from dualstack_operator.kubeapi import KubeAPI
 
-    message = f"waiting for the CRD dualstackpolicies.{GROUP}: {CRD_HINT}"
+    what = "the CRD" + ("s" if len(missing) > 1 else "")
+    message = f"waiting for {what} {', '.join(missing)}: {CRD_HINT}"
     log.warning(message)
 
     async def alive(_: web.Request) -> web.Response:
@@ -349,7 +355,8 @@ async def wait_for_crds(liveness_port: int, metrics: tuple[str, int]) -> None:
     try:
         while True:
             try:
-                if "dualstackpolicies" in await api.served_policy_resources():
+                served = await api.served_policy_resources()
+                if all(name.split(".", 1)[0] in served for name in missing):
                     log.info("the CRDs are served: starting")
                     return
             except ApiError as err:
@@ -401,9 +408,10 @@ def run(args: argparse.Namespace) -> int:
     except (StartupError, AdmissionUnavailable) as err:
         print(f"dualstack-operator: {err}", file=sys.stderr)
         return 1
-    if found.missing_crds:
+    missing = found.missing_crds(admission)
+    if missing:
         metrics = (args.metrics_address, args.metrics_port)
-        asyncio.run(wait_for_crds(args.liveness_port, metrics))
+        asyncio.run(wait_for_crds(missing, args.liveness_port, metrics))
     if admission is not None:
         log.info(
             "admission: %s",

@@ -1,4 +1,4 @@
-"""Generates the DualStackPolicy and ClusterDualStackPolicy CRDs from the models (``make crds``).
+"""Generates the project's CRDs from the models (``make crds``).
 
 pydantic emits JSON Schema with ``$ref``s, titles and ``anyOf [X, null]`` for
 optional fields; a CRD needs a structural OpenAPI v3 schema, so this inlines the
@@ -8,6 +8,8 @@ references and keeps only what Kubernetes accepts.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -58,7 +60,23 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
-def _columns(cluster: bool) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Kind:
+    """One of the project's CRDs: its names, models, scope and printer columns."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: list[str]
+    top: type[BaseModel]
+    spec: type[BaseModel]
+    status: type[BaseModel] | None
+    scope: str
+    columns: list[dict[str, Any]]
+    file: str  # under crds/
+
+
+def _policy_columns(cluster: bool) -> list[dict[str, Any]]:
     columns = [
         {"name": "Policy", "type": "string", "jsonPath": ".spec.ipFamilyPolicy"},
         {"name": "Families", "type": "string", "jsonPath": ".spec.ipFamilies"},
@@ -83,70 +101,86 @@ def _columns(cluster: bool) -> list[dict[str, Any]]:
     ]
 
 
-def crd(cluster: bool = False) -> dict[str, Any]:
-    """The CustomResourceDefinition (DualStackPolicy, or ClusterDualStackPolicy) as a dict."""
-    if cluster:
-        kind, plural, singular, short = (
-            models.CLUSTER_KIND,
-            models.CLUSTER_PLURAL,
-            models.CLUSTER_SINGULAR,
-            models.CLUSTER_SHORT_NAMES,
-        )
-        spec_model: type[BaseModel] = models.ClusterDualStackPolicySpec
-        status_model: type[BaseModel] = models.ClusterDualStackPolicyStatus
-        top: type[BaseModel] = models.ClusterDualStackPolicy
-    else:
-        kind, plural, singular, short = (
-            models.KIND,
-            models.PLURAL,
-            models.SINGULAR,
-            models.SHORT_NAMES,
-        )
-        spec_model, status_model, top = (
-            models.DualStackPolicySpec,
-            models.DualStackPolicyStatus,
-            models.DualStackPolicy,
-        )
-    spec_schema = openapi_schema(spec_model)
-    status_schema = openapi_schema(status_model)
-    description = (top.__doc__ or "").strip()
+POLICY = Kind(
+    models.KIND,
+    models.PLURAL,
+    models.SINGULAR,
+    models.SHORT_NAMES,
+    models.DualStackPolicy,
+    models.DualStackPolicySpec,
+    models.DualStackPolicyStatus,
+    "Namespaced",
+    _policy_columns(cluster=False),
+    "dualstackpolicy.yaml",
+)
+CLUSTER_POLICY = Kind(
+    models.CLUSTER_KIND,
+    models.CLUSTER_PLURAL,
+    models.CLUSTER_SINGULAR,
+    models.CLUSTER_SHORT_NAMES,
+    models.ClusterDualStackPolicy,
+    models.ClusterDualStackPolicySpec,
+    models.ClusterDualStackPolicyStatus,
+    "Cluster",
+    _policy_columns(cluster=True),
+    "clusterdualstackpolicy.yaml",
+)
+ADMISSION = Kind(
+    models.ADMISSION_KIND,
+    models.ADMISSION_PLURAL,
+    models.ADMISSION_SINGULAR,
+    [],
+    models.DualStackAdmission,
+    models.DualStackAdmissionSpec,
+    None,
+    "Namespaced",
+    [
+        {"name": "Policies", "type": "string", "jsonPath": ".spec.policies[*].name"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ],
+    "dualstackadmission.yaml",
+)
+KINDS = (POLICY, CLUSTER_POLICY, ADMISSION)
+
+
+def crd(kind: Kind = POLICY) -> dict[str, Any]:
+    """The CustomResourceDefinition of one of the project's kinds, as a dict."""
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string"},
+        "kind": {"type": "string"},
+        "metadata": {"type": "object"},
+        "spec": openapi_schema(kind.spec),
+    }
+    version: dict[str, Any] = {"name": models.VERSION, "served": True, "storage": True}
+    if kind.status is not None:
+        properties["status"] = openapi_schema(kind.status)
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = kind.columns
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": " ".join((kind.top.__doc__ or "").split()),
+            "required": ["spec"],
+            "properties": properties,
+        }
+    }
+    names: dict[str, Any] = {
+        "kind": kind.kind,
+        "listKind": f"{kind.kind}List",
+        "plural": kind.plural,
+        "singular": kind.singular,
+    }
+    if kind.short_names:
+        names["shortNames"] = kind.short_names
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{models.GROUP}"},
+        "metadata": {"name": f"{kind.plural}.{models.GROUP}"},
         "spec": {
             "group": models.GROUP,
-            "scope": "Cluster" if cluster else "Namespaced",
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": singular,
-                "shortNames": short,
-            },
-            "versions": [
-                {
-                    "name": models.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": _columns(cluster),
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": description,
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
+            "scope": kind.scope,
+            "names": names,
+            "versions": [version],
         },
     }
 
@@ -154,12 +188,18 @@ def crd(cluster: bool = False) -> dict[str, Any]:
 HEADER = "# Generated from operator/dualstack_operator/models.py by `make crds`. Do not edit.\n"
 
 
-def render(cluster: bool = False) -> str:
-    return HEADER + yaml.safe_dump(crd(cluster), sort_keys=False, width=100)
+def render(kind: Kind = POLICY) -> str:
+    return HEADER + yaml.safe_dump(crd(kind), sort_keys=False, width=100)
 
 
-def main() -> int:
-    sys.stdout.write(render(cluster="--cluster" in sys.argv[1:]))
+def main(argv: list[str] | None = None) -> int:
+    """Writes every CRD into the directory given (``make crds``: crds/)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m dualstack_operator.crd DIR", file=sys.stderr)
+        return 2
+    for kind in KINDS:
+        (Path(args[0]) / kind.file).write_text(render(kind))
     return 0
 
 

@@ -14,6 +14,9 @@ RBAC the calls below need (the deployment manifests grant exactly these):
   delete (ours, when the native policies replace it)
 - mutatingadmissionpolicies, validatingadmissionpolicies and their bindings:
   list, create, update, delete  (ours only, by label: the native admission path)
+- dualstackadmissions: list, create, update, delete  (the native path's parameter in each
+  governed namespace); services: create with dryRun=All in one of them (the probe that
+  the shared policy serves)
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
 - services: list, watch               (list_services, watch_services: the Service cache)
@@ -691,6 +694,92 @@ class KubeAPI:
 
     async def delete_admission_object(self, kind: Kind, name: str) -> None:
         await _raw(self._admission("delete", kind)(name, _preload_content=False))
+
+    async def list_admission_parameters(
+        self, namespaces: tuple[str, ...], selector: str
+    ) -> list[dict[str, Any]]:
+        """Our DualStackAdmissions, in these namespaces (or all of them)."""
+        custom = client.CustomObjectsApi(self.api)
+        items: list[dict[str, Any]] = []
+        for ns in namespaces or (None,):
+            if ns:
+                call = custom.list_namespaced_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    ns,
+                    models.ADMISSION_PLURAL,
+                    label_selector=selector,
+                    _preload_content=False,
+                )
+            else:
+                call = custom.list_cluster_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    models.ADMISSION_PLURAL,
+                    label_selector=selector,
+                    _preload_content=False,
+                )
+            items += json.loads(await _raw(call)).get("items") or []
+        return items
+
+    async def create_admission_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                client.CustomObjectsApi(self.api).create_namespaced_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    body["metadata"]["namespace"],
+                    models.ADMISSION_PLURAL,
+                    body,
+                    field_manager=COMPONENT,
+                    _preload_content=False,
+                )
+            )
+        )
+        return made
+
+    async def replace_admission_parameter(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A full update; ``metadata.resourceVersion`` makes it fail on a stale view."""
+        meta = body["metadata"]
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                client.CustomObjectsApi(self.api).replace_namespaced_custom_object(
+                    models.GROUP,
+                    models.VERSION,
+                    meta["namespace"],
+                    models.ADMISSION_PLURAL,
+                    meta["name"],
+                    body,
+                    field_manager=COMPONENT,
+                    _preload_content=False,
+                )
+            )
+        )
+        return made
+
+    async def delete_admission_parameter(self, namespace: str, name: str) -> None:
+        await _raw(
+            client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.ADMISSION_PLURAL,
+                name,
+                _preload_content=False,
+            )
+        )
+
+    async def dry_run_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What the API server would store for this Service (admission included); nothing
+        is stored."""
+        made: dict[str, Any] = json.loads(
+            await _raw(
+                client.CoreV1Api(self.api).create_namespaced_service(
+                    namespace, cast(Any, body), dry_run="All", _preload_content=False
+                )
+            )
+        )
+        return made
 
     async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
         """Creates kopf's peering object if missing (cluster-wide, or per namespace)."""

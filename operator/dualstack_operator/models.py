@@ -23,6 +23,10 @@ CLUSTER_KIND = "ClusterDualStackPolicy"
 CLUSTER_PLURAL = "clusterdualstackpolicies"
 CLUSTER_SINGULAR = "clusterdualstackpolicy"
 CLUSTER_SHORT_NAMES = ["cdsp"]
+ADMISSION_KIND = "DualStackAdmission"
+ADMISSION_PLURAL = "dualstackadmissions"
+ADMISSION_SINGULAR = "dualstackadmission"
+MAX_ADMISSION_POLICIES = 32  # policies one namespace's admission table can chain
 IGNORE_ANNOTATION = "dualstack.dev/ignore"
 RECREATE_ANNOTATION = "dualstack.dev/recreate"  # a LoadBalancer's own consent to recreation
 DRIFT_LIST_LIMIT = 50
@@ -354,3 +358,56 @@ class ClusterDualStackPolicy(BaseModel):
 
     spec: ClusterDualStackPolicySpec
     status: ClusterDualStackPolicyStatus | None = None
+
+
+class AdmissionPolicy(BaseModel):
+    """One policy of a namespace's chain: the oldest whose selector matches governs."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str = Field(max_length=253, description="The policy's name (the table's key prefix).")
+    service_selector: LabelSelector | None = Field(
+        default=None,
+        alias="serviceSelector",
+        description="The policy's serviceSelector; absent selects every Service.",
+    )
+
+
+class AdmissionFields(BaseModel):
+    """What admission sets on a new Service of one shape."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    ip_family_policy: IPFamilyPolicy = Field(alias="ipFamilyPolicy")
+    ip_families: list[IPFamily] | None = Field(default=None, alias="ipFamilies", max_length=2)
+
+
+class DualStackAdmissionSpec(BaseModel):
+    """A namespace's policies compiled for the API server's own admission."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    policies: list[AdmissionPolicy] = Field(
+        max_length=MAX_ADMISSION_POLICIES,
+        description="The namespace's governing policies, oldest first.",
+    )
+    mutations: dict[str, dict[str, AdmissionFields]] | None = Field(
+        default=None,
+        description="By Enforce policy, then by '<ipFamilyPolicy>/<ipFamilies>/<families of "
+        "the ClusterIPs it chose>' of a new Service: the fields the policy sets.",
+    )
+    warnings: dict[str, dict[str, str]] | None = Field(
+        default=None,
+        description="By Audit policy, then by the same key of the stored Service: "
+        "what the policy warns.",
+    )
+
+
+class DualStackAdmission(BaseModel):
+    """Written by the operator, one per governed namespace: the parameter its native
+    MutatingAdmissionPolicy and ValidatingAdmissionPolicy read there. Do not edit: the
+    namespace's DualStackPolicies (or ClusterDualStackPolicies) are the source."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    spec: DualStackAdmissionSpec

@@ -1,12 +1,16 @@
-"""Policies compiled into native admission objects: the API server applies them itself.
+"""Policies compiled for the API server's own admission: one shared policy, a table per namespace.
 
-Pure: from one namespace's DualStackPolicies and the cluster's families to the
-MutatingAdmissionPolicy (Enforce) and ValidatingAdmissionPolicy (Audit, a warning)
-with their bindings. Nothing here restates the rules: the mutation is a lookup
-table computed by ``admission.creation_patch`` (the webhook's and, through it, the
-reconciler's decision) over every shape the IP-family fields of a new Service can
-take; CEL only picks the winning policy (the same selector chain as
-``plan.plan_namespace``) and looks the answer up.
+Pure. The API server applies one MutatingAdmissionPolicy (Enforce) and one
+ValidatingAdmissionPolicy (Audit, a warning), each with one binding, whatever the
+number of governed namespaces: their bindings resolve a parameter object, a
+``DualStackAdmission`` named ``dualstack-admission``, in the namespace of the request,
+and a namespace without one costs the server a single binding check
+(``parameterNotFoundAction: Allow``). The parameter holds what the namespace's CEL
+needs: its governing policies' selectors, oldest first, and a lookup table computed
+by ``admission.creation_patch`` (the webhook's and, through it, the reconciler's
+decision) over every shape a new Service's IP-family fields can take. The CEL is
+generic: it finds the first policy whose selector matches (label-selector semantics,
+as ``decision.selects``) and looks the answer up; nothing in it restates the rules.
 
 The key is the request's own fields: ``ipFamilyPolicy``, ``ipFamilies`` and the
 families of any ClusterIPs the client chose (``isIP``/``ip().family()``), so an
@@ -34,18 +38,34 @@ from typing import Any
 from dualstack_operator.admission import (
     CREATE_SERVICES,
     MATCH_CONDITIONS,
+    SYSTEM_NAMESPACES,
     audit_warning,
     creation_patch,
 )
-from dualstack_operator.models import IPFamily, IPFamilyPolicy, LabelSelector, Mode
+from dualstack_operator.models import (
+    ADMISSION_KIND,
+    GROUP,
+    MAX_ADMISSION_POLICIES,
+    VERSION,
+    IPFamily,
+    IPFamilyPolicy,
+    Mode,
+)
 from dualstack_operator.plan import PolicyView
 
 API_VERSION = "admissionregistration.k8s.io/v1"
 OWNER_LABEL = "app.kubernetes.io/managed-by"
 OWNER = "dualstack-operator"
-NAMESPACE_LABEL = "dualstack.dev/namespace"
 HASH_ANNOTATION = "dualstack.dev/spec-hash"
-NAME_PREFIX = "dualstack.dev."
+POLICY_NAME = "services.dualstack.dev"  # the shared policies and their bindings
+PARAMETER_NAME = "dualstack-admission"  # the DualStackAdmission in each governed namespace
+NAME_LABEL = "kubernetes.io/metadata.name"
+# Per-namespace objects of earlier versions (dualstack.dev.<namespace>), removed once the
+# shared policy serves.
+LEGACY_NAMESPACE_LABEL = "dualstack.dev/namespace"
+# A dry-run probe labelled so comes back relabelled once the shared mutating policy serves.
+PROBE_LABEL = "dualstack.dev/admission-probe"
+PROBED = "served"
 
 
 class Kind(StrEnum):
@@ -102,8 +122,8 @@ _CHOSEN_PRIMARY = (
 
 def _shape(addresses: str) -> str:
     """The Service's own fields as one string, e.g. "RequireDualStack/IPv6,IPv4/IPv4" or
-    "//": policy, families, then the families of the addresses it chose; the table key
-    after the winning policy's name."""
+    "//": policy, families, then the families of the addresses it chose; the key into
+    the winning policy's table."""
     return (
         "(has(object.spec.ipFamilyPolicy) ? object.spec.ipFamilyPolicy : '') + '/' + "
         "(!has(object.spec.ipFamilies) ? '' : "
@@ -131,27 +151,22 @@ def _list(values: Iterable[str]) -> str:
     return "[" + ", ".join(cel_string(v) for v in values) + "]"
 
 
-def selector_cel(selector: LabelSelector | None) -> str:
-    """``decision.selects`` as CEL over ``variables.labels``; absent selects everything."""
-    if selector is None:
-        return "true"
-    terms: list[str] = []
-    for key, value in (selector.match_labels or {}).items():
-        k = cel_string(key)
-        terms.append(f"({k} in variables.labels && variables.labels[{k}] == {cel_string(value)})")
-    for req in selector.match_expressions or []:
-        k = cel_string(req.key)
-        present = f"{k} in variables.labels"
-        values = _list(req.values or [])
-        if req.operator == "In":
-            terms.append(f"({present} && variables.labels[{k}] in {values})")
-        elif req.operator == "NotIn":
-            terms.append(f"(!({present}) || !(variables.labels[{k}] in {values}))")
-        elif req.operator == "Exists":
-            terms.append(f"({present})")
-        else:  # DoesNotExist
-            terms.append(f"(!({present}))")
-    return " && ".join(terms) or "true"
+# Label-selector semantics over ``p.serviceSelector`` (a policy of the parameter's chain).
+_SELECTS = (
+    "(!has(p.serviceSelector) || ("
+    "(!has(p.serviceSelector.matchLabels) || p.serviceSelector.matchLabels.all(k, "
+    "k in variables.labels && variables.labels[k] == p.serviceSelector.matchLabels[k])) && "
+    "(!has(p.serviceSelector.matchExpressions) || p.serviceSelector.matchExpressions.all(e, "
+    "e.operator == 'In' ? (e.key in variables.labels && has(e.values) && "
+    "variables.labels[e.key] in e.values) : "
+    "e.operator == 'NotIn' ? (!(e.key in variables.labels) || !has(e.values) || "
+    "!(variables.labels[e.key] in e.values)) : "
+    "e.operator == 'Exists' ? (e.key in variables.labels) : !(e.key in variables.labels)))))"
+)
+_WINNER = (
+    f"params.spec.policies.exists(p, {_SELECTS}) ? "
+    f"params.spec.policies.filter(p, {_SELECTS})[0].name : ''"
+)
 
 
 def governing(policies: Iterable[PolicyView]) -> list[PolicyView]:
@@ -159,101 +174,157 @@ def governing(policies: Iterable[PolicyView]) -> list[PolicyView]:
     return sorted((p for p in policies if p.spec is not None), key=lambda p: (p.created, p.name))
 
 
-def winner_cel(ordered: Sequence[PolicyView]) -> str:
-    """The name of the first policy whose selector matches, else ''."""
-    expr = "''"
-    for policy in reversed(ordered):
-        assert policy.spec is not None
-        expr = (
-            f"({selector_cel(policy.spec.service_selector)}) ? {cel_string(policy.name)} : {expr}"
-        )
-    return expr
-
-
 @dataclass(frozen=True)
-class Tables:
-    """Per (winning policy, field shape): what Enforce sets, and what Audit warns."""
+class Table:
+    """One policy's answers by ``_shape`` key, and their digest."""
 
-    set_policy: dict[str, str]
-    set_families: dict[str, list[str]]
-    warnings: dict[str, str]
+    answers: dict[str, Any]  # Enforce: the fields to set; Audit: the warning
+    digest: str
 
 
-def tables(ordered: Sequence[PolicyView], cluster: Sequence[IPFamily]) -> Tables:
-    set_policy: dict[str, str] = {}
-    set_families: dict[str, list[str]] = {}
-    warnings: dict[str, str] = {}
+_TABLES: dict[tuple[Any, ...], Table] = {}
+_TABLES_LIMIT = 1024  # distinct (spec, cluster) tables remembered; Audit ones by name too
+
+
+def table(policy: PolicyView, cluster: Sequence[IPFamily]) -> Table:
+    """The policy's table, computed once per spec (and, for Audit, per policy: the warning
+    names it) and cluster, then shared by every namespace and pass that asks again."""
+    spec = policy.spec
+    assert spec is not None
+    audit = spec.mode == Mode.AUDIT
+    key = (policy.spec_json, tuple(cluster), (policy.kind, policy.name) if audit else None)
+    found = _TABLES.get(key)
+    if found is None:
+        if len(_TABLES) >= _TABLES_LIMIT:
+            _TABLES.clear()
+        answers = _compile(policy, cluster)
+        found = _TABLES[key] = Table(answers, digest(answers))
+    return found
+
+
+def _compile(policy: PolicyView, cluster: Sequence[IPFamily]) -> dict[str, Any]:
+    spec = policy.spec
+    assert spec is not None
+    answers: dict[str, Any] = {}
+    for field_policy, families, addresses in itertools.product(
+        FIELD_POLICIES, FIELD_FAMILIES, FIELD_ADDRESSES
+    ):
+        wanted = creation_patch(spec, field_policy, families, cluster, addresses)
+        if wanted is None:
+            continue
+        key = shape_key(field_policy, families, addresses)
+        if spec.mode == Mode.AUDIT:
+            # Validating admission sees the Service after the server's defaulting: both
+            # fields are always set by then, and the warning judges them; of the
+            # addresses, it tells only a chosen primary's family.
+            if field_policy is not None and families and len(addresses) < 2:
+                answers[key] = audit_warning(policy.kind, policy.name, wanted, families)
+            continue
+        answers[key] = wanted
+    return answers
+
+
+def _chain(ordered: Sequence[PolicyView]) -> list[dict[str, Any]]:
+    chain = []
     for policy in ordered:
-        spec = policy.spec
-        assert spec is not None
-        for field_policy, families, addresses in itertools.product(
-            FIELD_POLICIES, FIELD_FAMILIES, FIELD_ADDRESSES
-        ):
-            wanted = creation_patch(spec, field_policy, families, cluster, addresses)
-            if wanted is None:
-                continue
-            key = f"{policy.name}|{shape_key(field_policy, families, addresses)}"
-            if spec.mode == Mode.AUDIT:
-                # Validating admission sees the Service after the server's defaulting:
-                # both fields are always set by then, and the warning judges them; of
-                # the addresses, it tells only a chosen primary's family.
-                if field_policy is not None and families and len(addresses) < 2:
-                    warnings[key] = audit_warning(policy.kind, policy.name, wanted, families)
-                continue
-            set_policy[key] = str(wanted["ipFamilyPolicy"])
-            if "ipFamilies" in wanted:
-                set_families[key] = list(wanted["ipFamilies"])
-    return Tables(set_policy, set_families, warnings)
+        assert policy.spec is not None
+        entry: dict[str, Any] = {"name": policy.name}
+        if policy.spec.service_selector is not None:
+            entry["serviceSelector"] = policy.spec.service_selector.model_dump(
+                by_alias=True, exclude_none=True
+            )
+        chain.append(entry)
+    return chain
 
 
-def _map_literal(table: dict[str, Any]) -> str:
-    items = ", ".join(
-        f"{cel_string(k)}: {cel_string(v) if isinstance(v, str) else _list(v)}"
-        for k, v in sorted(table.items())
-    )
-    return "{" + items + "}"
+def parameter_digest(policies: Iterable[PolicyView], cluster: Sequence[IPFamily]) -> str | None:
+    """The hash a namespace's parameter carries (None: it needs none), without building
+    it: what a pass compares with the server's copy."""
+    ordered = governing(policies)[:MAX_ADMISSION_POLICIES]
+    if not ordered:
+        return None
+    parts = [(p.name, p.selector_json, str(p.spec.mode), table(p, cluster).digest) for p in ordered]  # type: ignore[union-attr]
+    return digest(parts)
 
 
-def object_name(namespace: str) -> str:
-    return f"{NAME_PREFIX}{namespace}"
-
-
-def _metadata(namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+def parameter(
+    namespace: str, policies: Iterable[PolicyView], cluster: Sequence[IPFamily]
+) -> dict[str, Any] | None:
+    """The namespace's ``DualStackAdmission``, or None when no policy governs it."""
+    ordered = governing(policies)[:MAX_ADMISSION_POLICIES]
+    if not ordered:
+        return None
+    mutations: dict[str, Any] = {}
+    warnings: dict[str, Any] = {}
+    for policy in ordered:
+        assert policy.spec is not None
+        answers = table(policy, cluster).answers
+        if answers:
+            (warnings if policy.spec.mode == Mode.AUDIT else mutations)[policy.name] = answers
+    spec: dict[str, Any] = {"policies": _chain(ordered)}
+    if mutations:
+        spec["mutations"] = mutations
+    if warnings:
+        spec["warnings"] = warnings
     return {
-        "name": object_name(namespace),
-        "labels": {OWNER_LABEL: OWNER, NAMESPACE_LABEL: namespace},
-        "annotations": {HASH_ANNOTATION: digest},
-    }
-
-
-def _object(kind: Kind, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": str(kind),
-        "metadata": _metadata(namespace, spec),
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": ADMISSION_KIND,
+        "metadata": {
+            "name": PARAMETER_NAME,
+            "namespace": namespace,
+            "labels": {OWNER_LABEL: OWNER},
+            "annotations": {HASH_ANNOTATION: parameter_digest(ordered, cluster) or ""},
+        },
         "spec": spec,
     }
 
 
-def _binding_spec(namespace: str) -> dict[str, Any]:
+def digest(value: Any) -> str:
+    """A content hash (of an object's spec as we generate it): equal hashes, no write."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _probe_patch() -> str:
+    """Marks the operator's own dry-run probes: proof that the shared policy serves."""
+    label = f"/metadata/labels/{PROBE_LABEL.replace('/', '~1')}"
+    return (
+        f"(has(object.metadata.labels) && {cel_string(PROBE_LABEL)} in object.metadata.labels) ? "
+        f"[JSONPatch{{op: 'replace', path: {cel_string(label)}, value: {cel_string(PROBED)}}}] : []"
+    )
+
+
+_ANSWER = "params.spec.{table}[variables.winner][variables.shape]"
+_ANSWERED = (
+    "has(params.spec.{table}) && variables.winner in params.spec.{table} && "
+    "variables.shape in params.spec.{table}[variables.winner]"
+)
+_SET = _ANSWER.format(table="mutations")
+_MUTATE = (
+    f"({_ANSWERED.format(table='mutations')}) ? "
+    f"[JSONPatch{{op: 'add', path: '/spec/ipFamilyPolicy', value: {_SET}.ipFamilyPolicy}}] + "
+    f"(has({_SET}.ipFamilies) ? "
+    f"[JSONPatch{{op: 'add', path: '/spec/ipFamilies', value: {_SET}.ipFamilies}}] : []) : []"
+)
+
+
+def _object(kind: Kind, spec: dict[str, Any]) -> dict[str, Any]:
     return {
-        "policyName": object_name(namespace),
-        "matchResources": {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+        "apiVersion": API_VERSION,
+        "kind": str(kind),
+        "metadata": {
+            "name": POLICY_NAME,
+            "labels": {OWNER_LABEL: OWNER},
+            "annotations": {HASH_ANNOTATION: digest(spec)},
         },
+        "spec": spec,
     }
 
 
-def desired_objects(
-    namespace: str, policies: Iterable[PolicyView], cluster: Sequence[IPFamily]
-) -> list[dict[str, Any]]:
-    """The admission objects one namespace needs: none, a mutating pair, a validating pair."""
-    ordered = governing(policies)
-    if not ordered:
-        return []
-    table = tables(ordered, cluster)
+def shared_objects() -> list[dict[str, Any]]:
+    """The four objects every governed namespace shares, in the order they are created
+    (bindings after their policies)."""
     common = {
+        "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": ADMISSION_KIND},
         # What webhook_configuration asks of the API server, in a policy's terms.
         "matchConstraints": {"resourceRules": [CREATE_SERVICES]},
         "matchConditions": MATCH_CONDITIONS,
@@ -261,55 +332,51 @@ def desired_objects(
     }
     variables = [
         {"name": "labels", "expression": _LABELS},
-        {"name": "winner", "expression": winner_cel(ordered)},
+        {"name": "winner", "expression": _WINNER},
     ]
-    objects: list[dict[str, Any]] = []
-    if table.set_policy:
-        patch = (
-            "(variables.key in variables.setPolicy ? [JSONPatch{op: 'add', "
-            "path: '/spec/ipFamilyPolicy', value: variables.setPolicy[variables.key]}] : []) + "
-            "(variables.key in variables.setFamilies ? [JSONPatch{op: 'add', "
-            "path: '/spec/ipFamilies', value: variables.setFamilies[variables.key]}] : [])"
-        )
-        mutating = {
-            **common,
-            "variables": [
-                *variables,
-                {"name": "key", "expression": f"variables.winner + '|' + {_shape(_ADDRESSES)}"},
-                {"name": "setPolicy", "expression": _map_literal(table.set_policy)},
-                {"name": "setFamilies", "expression": _map_literal(table.set_families)},
-            ],
-            "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": patch}}],
-            "reinvocationPolicy": "Never",
-        }
-        objects += [
-            _object(Kind.MUTATING, namespace, mutating),
-            _object(Kind.MUTATING_BINDING, namespace, _binding_spec(namespace)),
-        ]
-    if table.warnings:
-        validating = {
-            **common,
-            "variables": [
-                *variables,
-                {
-                    "name": "key",
-                    "expression": f"variables.winner + '|' + {_shape(_CHOSEN_PRIMARY)}",
-                },
-                {"name": "warnings", "expression": _map_literal(table.warnings)},
-            ],
-            "validations": [
-                {
-                    "expression": "!(variables.key in variables.warnings)",
-                    "messageExpression": "variables.warnings[variables.key]",
-                }
-            ],
-        }
-        binding = {**_binding_spec(namespace), "validationActions": ["Warn"]}
-        objects += [
-            _object(Kind.VALIDATING, namespace, validating),
-            _object(Kind.VALIDATING_BINDING, namespace, binding),
-        ]
-    return objects
+    mutating = {
+        **common,
+        "variables": [
+            *variables,
+            {"name": "shape", "expression": _shape(_ADDRESSES)},
+        ],
+        "mutations": [
+            {"patchType": "JSONPatch", "jsonPatch": {"expression": _MUTATE}},
+            {"patchType": "JSONPatch", "jsonPatch": {"expression": _probe_patch()}},
+        ],
+        "reinvocationPolicy": "Never",
+    }
+    validating = {
+        **common,
+        "variables": [
+            *variables,
+            {"name": "shape", "expression": _shape(_CHOSEN_PRIMARY)},
+        ],
+        "validations": [
+            {
+                "expression": f"!({_ANSWERED.format(table='warnings')})",
+                "messageExpression": f"string({_ANSWER.format(table='warnings')})",
+            }
+        ],
+    }
+    binding: dict[str, Any] = {
+        "policyName": POLICY_NAME,
+        # The parameter of the request's own namespace, where the operator wrote one.
+        "paramRef": {"name": PARAMETER_NAME, "parameterNotFoundAction": "Allow"},
+        "matchResources": {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {"key": NAME_LABEL, "operator": "NotIn", "values": list(SYSTEM_NAMESPACES)}
+                ]
+            }
+        },
+    }
+    return [
+        _object(Kind.MUTATING, mutating),
+        _object(Kind.MUTATING_BINDING, binding),
+        _object(Kind.VALIDATING, validating),
+        _object(Kind.VALIDATING_BINDING, {**binding, "validationActions": ["Warn"]}),
+    ]
 
 
 def spec_hash(obj: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ policies on every pass; nothing is accumulated from events.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,16 @@ class PolicyView:
     @property
     def kind(self) -> str:
         return CLUSTER_KIND if self.cluster else KIND
+
+    @functools.cached_property
+    def spec_json(self) -> str:
+        """The spec as JSON, once per view (a key for what is computed from it)."""
+        return self.spec.model_dump_json() if self.spec is not None else ""
+
+    @functools.cached_property
+    def selector_json(self) -> str:
+        selector = self.spec.service_selector if self.spec is not None else None
+        return selector.model_dump_json(exclude_none=True) if selector is not None else ""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any], cluster: bool = False) -> PolicyView:

@@ -41,6 +41,7 @@ from dualstack_operator.settings import Admission, ReconcileSettings
 from dualstack_operator.throttle import Throttle
 
 log = logging.getLogger("dualstack_operator")
+LEGACY_RECHECK_SECONDS = 1.0  # how soon to probe again for the shared admission policy
 
 
 class Writer(Protocol):
@@ -168,6 +169,19 @@ class Reconciler:
             self.metrics.error("admission")
             log.warning("cannot list the native admission objects: %s", err)
         return self.native.namespaces()
+
+    async def sync_shared_admission(self) -> None:
+        """The shared native policies in step, and earlier per-namespace ones retired once
+        those serve (looked at again shortly while they do not yet)."""
+        if self.native is None:
+            return
+        try:
+            await self.native.sync_shared()
+        except ApiError as err:
+            self.metrics.error("admission")
+            log.warning("cannot keep the shared admission policies: %s", err)
+        if self.native.legacy and self.native.parameters:
+            self.queue.requeue_after(min(self.native.parameters), LEGACY_RECHECK_SECONDS)
 
     async def refresh_journal(self) -> set[str]:
         """Recreations a previous run journaled and did not finish: their namespaces."""
@@ -574,6 +588,7 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
         began, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(reconciler.reconcile_guarded(ns) for ns in sorted(namespaces)))
         await reconciler.write_cluster_statuses()
+        await reconciler.sync_shared_admission()
         if full:
             first = False
             log.info(

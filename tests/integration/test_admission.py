@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 import pytest
 
 from dualstack_operator.admission import CONFIGURATION_NAME
-from dualstack_operator.native_admission import object_name
+from dualstack_operator.native_admission import PARAMETER_NAME, POLICY_NAME
 from localcluster import REPO, LocalCluster, free_port
-from support.audit import admission_writes, operator_writes, service_patches
+from support.audit import operator_writes, parameter_writes, service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
 
@@ -107,14 +108,18 @@ def born(
     return dict(k.create(manifest))
 
 
-def native_objects(k: Kubectl) -> dict[str, Any]:
-    """This namespace's native admission objects that exist, by kind."""
+def admission_parameter(k: Kubectl) -> dict[str, Any] | None:
+    """This namespace's DualStackAdmission (the native policies' parameter), if any."""
+    out = k.run("get", "dualstackadmission", PARAMETER_NAME, "--ignore-not-found", "-o", "json")
+    return json.loads(out) if out.strip() else None
+
+
+def shared_objects(k: Kubectl) -> dict[str, Any]:
+    """The shared native admission objects that exist, by kind."""
     admin = Kubectl(k.binary, k.kubeconfig)
     found = {}
     for kind in NATIVE_KINDS:
-        out = admin.run(
-            "get", kind, object_name(k.namespace or ""), "--ignore-not-found", "-o", "json"
-        )
+        out = admin.run("get", kind, POLICY_NAME, "--ignore-not-found", "-o", "json")
         if out.strip():
             found[kind] = json.loads(out)
     return found
@@ -203,7 +208,7 @@ def test_namespace_without_policy_is_untouched(
     start_with(mechanism, start_operator, dual_cluster, dual)
     svc = born(dual, "plain")
     assert (svc["spec"]["ipFamilyPolicy"], svc["spec"]["ipFamilies"]) == ("SingleStack", ["IPv4"])
-    assert native_objects(dual) == {}
+    assert admission_parameter(dual) is None
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -233,10 +238,11 @@ def test_audit_policy_warns_and_changes_nothing(
     assert "DualStackPolicy default (Audit) would set" in warning
     assert "ipFamilyPolicy=RequireDualStack ipFamilies=IPv6,IPv4" in warning
     if mechanism == "policy":
-        assert set(native_objects(dual)) == {
-            "validatingadmissionpolicy",
-            "validatingadmissionpolicybinding",
-        }, "Audit compiles to a warning, never to a mutation"
+        param = admission_parameter(dual)
+        assert param is not None
+        assert set(param["spec"]) == {"policies", "warnings"}, (
+            "Audit compiles to a warning, never to a mutation"
+        )
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -331,13 +337,12 @@ def test_native_objects_follow_the_policies_and_go_with_them(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
     start_with("policy", start_operator, dual_cluster, dual)
-    name = object_name(dual.namespace or "")
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     wait_until_admission_shapes(dual)
-    assert set(native_objects(dual)) == {
-        "mutatingadmissionpolicy",
-        "mutatingadmissionpolicybinding",
-    }
+    param = admission_parameter(dual)
+    assert param is not None
+    assert set(param["spec"]) == {"policies", "mutations"}
+    assert set(shared_objects(dual)) == set(NATIVE_KINDS)
 
     # A changed policy changes what new Services get.
     dual.patch("dsp", "default", {"spec": {"ipFamilies": ["IPv4", "IPv6"]}})
@@ -345,20 +350,23 @@ def test_native_objects_follow_the_policies_and_go_with_them(
         "new Services to follow the changed policy",
         lambda: born(dual, unique("after"))["spec"]["ipFamilies"] == ["IPv4", "IPv6"],
     )
-    # An Audit policy beside it brings the validating pair.
+    # An Audit policy beside it brings its warnings.
     dual.create(dsp("watch", ipFamilyPolicy="SingleStack", mode="Audit"))
-    wait_for("the validating pair", lambda: len(native_objects(dual)) == 4)
+    wait_for(
+        "the Audit policy's warnings",
+        lambda: "warnings" in ((admission_parameter(dual) or {}).get("spec") or {}),
+    )
 
     dual.run("delete", "dsp", "default", "watch")
-    wait_for("the admission objects to go with the policies", lambda: native_objects(dual) == {})
-    # The API server drops a deleted policy a moment later (its informer).
+    wait_for("the parameter to go with the policies", lambda: admission_parameter(dual) is None)
+    # The API server drops a deleted parameter a moment later (its informer).
     wait_for(
         "new Services to get the server's defaults again",
         lambda: born(dual, unique("after-delete"))["spec"]["ipFamilies"] == ["IPv4"],
     )
-    writes = admission_writes(dual_cluster, name)
-    assert writes[("mutatingadmissionpolicies", "delete")] == 1
-    assert writes[("validatingadmissionpolicies", "delete")] == 1
+    writes = parameter_writes(dual_cluster, dual.namespace or "")
+    assert writes["create"] == 1
+    assert writes["delete"] == 1
 
 
 def test_objects_of_a_policy_deleted_while_stopped_go_at_the_next_start(
@@ -371,17 +379,16 @@ def test_objects_of_a_policy_deleted_while_stopped_go_at_the_next_start(
     operator.stop()
     dual.run("delete", "dsp", "default")
     start_with("policy", start_operator, dual_cluster, dual)
-    wait_for("the orphaned admission objects to be removed", lambda: native_objects(dual) == {})
+    wait_for("the orphaned parameter to be removed", lambda: admission_parameter(dual) is None)
 
 
 def test_native_objects_are_harmless_and_quiet(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
     operator = start_with("policy", start_operator, dual_cluster, dual)
-    name = object_name(dual.namespace or "")
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     wait_until_admission_shapes(dual)
-    objects = native_objects(dual)
+    objects = shared_objects(dual)
     policy = objects["mutatingadmissionpolicy"]
     assert policy["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dualstack-operator"
     assert policy["spec"]["failurePolicy"] == "Ignore", "never blocks Service creation"
@@ -399,17 +406,34 @@ def test_native_objects_are_harmless_and_quiet(
         "not-opted-out",
     }
     binding = objects["mutatingadmissionpolicybinding"]
-    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": dual.namespace}
+    # One binding for every namespace: those without a parameter cost one lookup.
+    assert binding["spec"]["paramRef"] == {
+        "name": PARAMETER_NAME,
+        "parameterNotFoundAction": "Allow",
     }
-    written = admission_writes(dual_cluster, name)
-    assert sum(written.values()) == 2, written
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": ["kube-system", "kube-public", "kube-node-lease"],
+            }
+        ]
+    }
+    param = admission_parameter(dual)
+    assert param is not None
+    assert param["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dualstack-operator"
+    written = parameter_writes(dual_cluster, dual.namespace or "")
+    assert sum(written.values()) == 1, written
 
     # Steady state: restarts and passes write nothing more.
+    shared_before = {k: v["metadata"]["resourceVersion"] for k, v in objects.items()}
     operator.stop()
     operator = start_with("policy", start_operator, dual_cluster, dual)
     after_next_pass(operator, lambda: born(dual, "nudge"))
-    assert admission_writes(dual_cluster, name) == written
+    assert parameter_writes(dual_cluster, dual.namespace or "") == written
+    after = {k: v["metadata"]["resourceVersion"] for k, v in shared_objects(dual).items()}
+    assert after == shared_before
 
 
 def test_switching_admission_off_removes_the_native_objects(
@@ -420,7 +444,7 @@ def test_switching_admission_off_removes_the_native_objects(
     wait_until_admission_shapes(dual)
     operator.stop()
     off = start_operator(dual_cluster, dual)  # no --admission
-    wait_for("the native objects to be removed", lambda: native_objects(dual) == {})
+    wait_for("the parameter to be removed", lambda: admission_parameter(dual) is None)
     status_when(dual, lambda s: "matchedServices" in s and "admission" not in s)
     assert "ADMISSION" in dual.run("get", "dsp").splitlines()[0]
     off.stop()
@@ -433,7 +457,7 @@ def test_auto_prefers_native_policies_where_served(
     dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
     status_when(dual, lambda s: s.get("admission") == "MutatingAdmissionPolicy")
     assert "admission: native MutatingAdmissionPolicies" in operator.log()
-    assert "mutatingadmissionpolicy" in native_objects(dual)
+    assert admission_parameter(dual) is not None
 
 
 def test_webhook_is_configured_to_be_harmless(
@@ -518,3 +542,53 @@ def free_service_address(k: Kubectl, cidr: str) -> str:
         if not k.stderr_of("create", "--dry-run=server", "-f", "-", stdin=json.dumps(probe)):
             return address
     raise AssertionError(f"no free address in {cidr}")
+
+
+def test_an_upgrade_from_per_namespace_objects_leaves_no_window(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """An operator of this version finds the per-namespace objects the previous one wrote
+    (tests/fixtures/admission-0.1.0.json, made by it) and removes them only once the
+    shared policy serves: every Service created all along is born compliant."""
+    namespace = dual.namespace or ""
+    admin = Kubectl(dual.binary, dual.kubeconfig)
+    dual.create(dsp(ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6", "IPv4"]))
+    legacy = (REPO / "tests" / "fixtures" / "admission-0.1.0.json").read_text()
+    admin.run("apply", "-f", "-", stdin=legacy.replace("NAMESPACE", namespace))
+    legacy_name = f"dualstack.dev.{namespace}"
+    wait_until_admission_shapes(dual)  # the previous version's objects serve
+
+    born_as: list[tuple[str, Any, Any]] = []
+    stop = threading.Event()
+
+    def create_all_along() -> None:
+        i = 0
+        while not stop.is_set():
+            spec = born(dual, f"up{i}")["spec"]
+            born_as.append((f"up{i}", spec["ipFamilyPolicy"], spec["ipFamilies"]))
+            i += 1
+
+    creator = threading.Thread(target=create_all_along, daemon=True)
+    creator.start()
+    try:
+        wait_for("Services created before the upgrade", lambda: len(born_as) >= 5)
+        start_with("policy", start_operator, dual_cluster, dual)
+
+        def legacy_gone() -> int | None:
+            out = admin.run(
+                "get", "mutatingadmissionpolicy", legacy_name, "--ignore-not-found", "-o", "name"
+            )
+            return None if out.strip() else len(born_as)
+
+        gone_at = wait_for("the per-namespace objects to be removed", legacy_gone, timeout=60)
+        assert set(shared_objects(dual)) == set(NATIVE_KINDS)
+        wait_for("Services created after the removal", lambda: len(born_as) >= gone_at + 10)
+    finally:
+        stop.set()
+        creator.join(timeout=30)
+    wrong = [b for b in born_as if b[1:] != ("RequireDualStack", ["IPv6", "IPv4"])]
+    assert not wrong, f"{len(wrong)} of {len(born_as)} born non-compliant: {wrong[:5]}"
+    binding = admin.run(
+        "get", "mutatingadmissionpolicybinding", legacy_name, "--ignore-not-found", "-o", "name"
+    )
+    assert not binding.strip()

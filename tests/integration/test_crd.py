@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.crd import render
+from dualstack_operator.crd import KINDS, render
 from localcluster import REPO
 from support.kube import Kubectl
 
@@ -15,10 +15,9 @@ pytestmark = pytest.mark.cluster
 
 
 def test_crd_file_matches_the_models() -> None:
-    shipped = (REPO / "crds" / "dualstackpolicy.yaml").read_text()
-    assert shipped == render(), "crds/ is stale: run `make crds`"
-    cluster = (REPO / "crds" / "clusterdualstackpolicy.yaml").read_text()
-    assert cluster == render(cluster=True), "crds/ is stale: run `make crds`"
+    for kind in KINDS:
+        shipped = (REPO / "crds" / kind.file).read_text()
+        assert shipped == render(kind), f"crds/{kind.file} is stale: run `make crds`"
 
 
 def dsp(spec: dict[str, Any], name: str = "p") -> dict[str, Any]:

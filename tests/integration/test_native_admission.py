@@ -1,7 +1,8 @@
 """The compiled native policies, run by the real API server, against the pure decision.
 
-No operator here: ``desired_objects`` for generated policies is applied as is, and
-generated Services are created with dryRun=All (admission runs, nothing is stored).
+No operator here: the shared policies and, per example, the namespace's parameter for
+generated policies are applied as ``native_admission`` makes them, and generated
+Services are created with dryRun=All (admission runs, nothing is stored).
 What the API server makes of each Service must equal what it makes of the same
 Service with ``admission.mutation``'s fields applied by hand in a namespace
 without policies; an Audit warning must be exactly ``admission.mutation``'s for
@@ -20,10 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dualstack_operator.admission import mutation
-from dualstack_operator.models import IPFamily
-from dualstack_operator.native_admission import FIELD_FAMILIES, FIELD_POLICIES, desired_objects
+from dualstack_operator.models import MAX_ADMISSION_POLICIES, IPFamily
+from dualstack_operator.native_admission import (
+    FIELD_FAMILIES,
+    FIELD_POLICIES,
+    parameter,
+    shared_objects,
+)
 from dualstack_operator.plan import PolicyView
-from localcluster import LocalCluster
 from support.kube import Kubectl, KubectlError, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -163,11 +168,22 @@ def control(dual: Kubectl) -> Iterator[Kubectl]:
         admin.run("delete", "namespace", name, "--wait=false", "--ignore-not-found")
 
 
-def test_native_policies_decide_like_the_pure_decision(
-    dual: Kubectl, dual_cluster: LocalCluster, control: Kubectl
-) -> None:
+def test_native_policies_decide_like_the_pure_decision(dual: Kubectl, control: Kubectl) -> None:
     namespace = dual.namespace or ""
     admin = Kubectl(dual.binary, dual.kubeconfig)
+    shared = shared_objects()
+    for obj in shared:
+        if "failurePolicy" in obj["spec"]:
+            obj["spec"]["failurePolicy"] = "Fail"  # a broken expression must show here
+    admin.apply({"apiVersion": "v1", "kind": "List", "items": shared})
+    try:
+        _check(dual, control, namespace, admin)
+    finally:  # other tests' operators write them again as they should be
+        for obj in reversed(shared):
+            admin.run("delete", obj["kind"].lower(), obj["metadata"]["name"], "--ignore-not-found")
+
+
+def _check(dual: Kubectl, control: Kubectl, namespace: str, admin: Kubectl) -> None:
 
     @settings(
         max_examples=30,
@@ -179,16 +195,7 @@ def test_native_policies_decide_like_the_pure_decision(
     def check(case: tuple[list[PolicyView], list[dict[str, Any]]]) -> None:
         policies, bodies = case
         nonce = uuid.uuid4().hex[:8]
-        objects = desired_objects(namespace, [*probes(nonce), *policies], CLUSTER)
-        for obj in objects:
-            if "failurePolicy" in obj["spec"]:
-                obj["spec"]["failurePolicy"] = "Fail"  # a broken expression must show here
-        admin.run(
-            "apply",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
-        )
+        admin.apply(parameter(namespace, [*probes(nonce), *policies], CLUSTER) or {})
 
         def loaded() -> bool:
             mutated = {"metadata": {"name": "probe", "labels": {"probe": f"Enforce-{nonce}"}}}
@@ -198,7 +205,7 @@ def test_native_policies_decide_like_the_pure_decision(
             (_, warning) = dry_run(dual, {**base, **warned})
             return got == ("RequireDualStack", ["IPv6", "IPv4"]) and "probe-v (Audit)" in warning
 
-        wait_for("this example's admission objects to load", loaded)
+        wait_for("this example's admission parameter to load", loaded)
         for body in bodies:
             expected = mutation(policies, body, CLUSTER)
             shaped = json.loads(json.dumps(body))
@@ -220,3 +227,72 @@ def test_native_policies_decide_like_the_pure_decision(
                 assert "would set" not in warnings, (body, warnings)
 
     check()
+
+
+def test_the_largest_parameter_is_within_the_api_servers_limits(dual: Kubectl) -> None:
+    """32 policies (the most a parameter chains), each with a large selector (64 labels
+    and 32 expressions of 64 values) and its whole table, half of them Audit. A Service
+    that every selector but the last's final expression lets through makes the CEL walk
+    all of it: the API server stores the parameter (its size) and the shared policy
+    still decides (its runtime cost); with failurePolicy Fail an error would refuse it."""
+    namespace = dual.namespace or ""
+    admin = Kubectl(dual.binary, dual.kubeconfig)
+    labels = {f"example.com/key-{i:02}": f"value-{i:02}" for i in range(64)}
+    values = [f"v{j:02}" for j in range(64)]
+    policies = []
+    for i in range(MAX_ADMISSION_POLICIES):
+        last = i == MAX_ADMISSION_POLICIES - 1
+        expressions = [
+            {"key": f"example.com/set-{e:02}", "operator": "In", "values": values}
+            for e in range(32)
+        ]
+        if not last:  # every selector fails only at its final expression
+            expressions[-1] = {**expressions[-1], "values": values[:-1]}
+        spec = {
+            "ipFamilyPolicy": "RequireDualStack",
+            "ipFamilies": ["IPv6", "IPv4"],
+            "mode": "Enforce" if i % 2 or last else "Audit",
+            "serviceSelector": {"matchLabels": labels, "matchExpressions": expressions},
+        }
+        policies.append(
+            PolicyView.from_body(
+                {
+                    "metadata": {
+                        "name": f"policy-{i:02}",
+                        "namespace": namespace,
+                        "creationTimestamp": f"2026-01-01T00:00:{i:02}Z",
+                    },
+                    "spec": spec,
+                }
+            )
+        )
+    param = parameter(namespace, policies, CLUSTER)
+    assert param is not None
+    assert len(param["spec"]["policies"]) == MAX_ADMISSION_POLICIES
+    size = len(json.dumps(param))
+    shared = shared_objects()
+    for obj in shared:
+        if "failurePolicy" in obj["spec"]:
+            obj["spec"]["failurePolicy"] = "Fail"
+    admin.apply({"apiVersion": "v1", "kind": "List", "items": shared})
+    try:
+        admin.apply(param, "--server-side")  # as the operator writes it: no annotation
+        service_labels = {**labels, **{f"example.com/set-{e:02}": values[-1] for e in range(32)}}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "walks-all", "labels": service_labels},
+            "spec": {"ports": [{"port": 80}]},
+        }
+        got = wait_for(
+            "the largest parameter to decide",
+            lambda: (lambda a: a if a[0] == ("RequireDualStack", ["IPv6", "IPv4"]) else None)(
+                dry_run(dual, body)
+            ),
+            timeout=60,
+        )
+        assert "Audit" not in got[1]
+        print(f"\nLARGEST-PARAMETER bytes={size} policies={MAX_ADMISSION_POLICIES}")
+    finally:
+        for obj in reversed(shared):
+            admin.run("delete", obj["kind"].lower(), obj["metadata"]["name"], "--ignore-not-found")

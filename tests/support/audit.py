@@ -41,26 +41,18 @@ def service_patches(counts: Counter[tuple[str, str, str]]) -> dict[str, int]:
     return {name: n for (res, name, verb), n in counts.items() if res == "services"}
 
 
-ADMISSION_RESOURCES = (
-    "mutatingadmissionpolicies",
-    "mutatingadmissionpolicybindings",
-    "validatingadmissionpolicies",
-    "validatingadmissionpolicybindings",
-)
-
-
-def admission_writes(cluster: LocalCluster, name: str) -> Counter[tuple[str, str]]:
-    """(resource, verb) -> accepted operator writes to the native admission objects ``name``."""
-    counts: Counter[tuple[str, str]] = Counter()
+def parameter_writes(cluster: LocalCluster, namespace: str) -> Counter[str]:
+    """verb -> accepted operator writes to the namespace's DualStackAdmission parameter."""
+    counts: Counter[str] = Counter()
     for event in cluster.audit_events():
         ref = event.get("objectRef") or {}
         if event["user"]["username"] != "dualstack-operator":
             continue
-        if ref.get("resource") not in ADMISSION_RESOURCES or ref.get("name") != name:
+        if ref.get("resource") != "dualstackadmissions" or ref.get("namespace") != namespace:
             continue
         if (event.get("responseStatus") or {}).get("code", 0) >= 300:
             continue
-        counts[(ref["resource"], event["verb"])] += 1
+        counts[event["verb"]] += 1
     return counts
 
 
