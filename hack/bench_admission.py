@@ -1,29 +1,32 @@
-"""`make bench` (admission): what each admission path adds to Service creation.
+"""`make bench` (admission): what native admission adds to every Service create, as
+the number of governed namespaces grows.
 
-In one run on a local dual-stack control plane, paths side by side: no admission
-(the server's single-stack default; and the client setting the policy's fields
-itself, the same stored Service: the baseline of "added"), the operator's webhook,
-and native MutatingAdmissionPolicies. Every namespace has the same
-RequireDualStack [IPv6, IPv4] policy. Sequential creations
-measure latency (median and p99), concurrent ones throughput; both are taken in
-interleaved rounds, rotating the order, so that a server slowing down over the run
-weighs on all alike. Other namespaces' native policies sit beside them (the
-API server matches every binding on every request). Results go to
-bench-results/admission.json and stdout.
+One run on a local dual-stack control plane. The operator (--admission=policy,
+cluster-wide) governs the measured namespace plus 0, then 100, then 1,000 other
+namespaces (a RequireDualStack [IPv6, IPv4] policy each: one parameter each, one
+shared policy with one binding). At each size the operator is stopped, its objects
+stay, and Service creations are timed in rounds that alternate between the objects as
+the operator left them and the same API server with no admission objects at all (the
+shared bindings removed, so nothing is matched; the parameters alone cost nothing),
+so that a server slowing down as the run goes on weighs on both alike. Each round
+creates Services one after the other in two namespaces: one no policy governs (the
+server's defaults) and one a policy governs (no family fields, which admission fills
+in; without admission the client sets the policy's fields itself, so the same Service
+is stored: two ClusterIPs allocated, not one). The webhook is measured the same way
+at the largest size (its configuration removed and put back). The API server's RSS
+is read at each size. Results go to bench-results/admission.json and stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from benchkit import (
     GROUP,
@@ -35,16 +38,12 @@ from benchkit import (
     start_operator,
     stop_operator,
 )
-from dualstack_operator.models import IPFamily
-from dualstack_operator.native_admission import desired_objects
-from dualstack_operator.plan import PolicyView
-from localcluster import REPO, free_port
+from dualstack_operator.models import ADMISSION_PLURAL
+from dualstack_operator.native_admission import POLICY_NAME
+from localcluster import REPO, LocalCluster, free_port
 
-# "explicit": no admission, the client sets the policy's fields itself. The Service
-# stored is the same as with admission (two ClusterIPs to allocate, not one): the
-# baseline for what the admission mechanisms add.
-PATHS = ("none", "explicit", "webhook", "policy")
 SPEC = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+PLAIN, GOVERNED = "plain", "governed"  # the measured namespaces
 
 
 def svc(name: str, explicit: bool = False) -> dict[str, Any]:
@@ -63,172 +62,226 @@ def ms(seconds: float) -> float:
     return round(1000 * seconds, 2)
 
 
-async def sequential(
-    core: client.CoreV1Api, ns: str, prefix: str, n: int
-) -> tuple[list[float], int]:
-    latencies, ipv6_first = [], 0
+class Latencies:
+    """Creation times in the namespace without a policy and the one with."""
+
+    def __init__(self) -> None:
+        self.plain: list[float] = []
+        self.governed: list[float] = []
+        self.ipv6_first = 0
+
+
+def _stats(lat: list[float]) -> dict[str, float]:
+    return {"median_ms": ms(quantile(lat, 0.5)), "p99_ms": ms(quantile(lat, 0.99))}
+
+
+def compare(on: Latencies, off: Latencies, rss: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"apiserver_rss_mib": round(rss, 1)}
+    for where, a, b in (
+        ("without_policy", on.plain, off.plain),
+        ("with_policy", on.governed, off.governed),
+    ):
+        out[where] = {
+            "admission": _stats(a),
+            "no_admission_objects": _stats(b),
+            "added_median_ms": ms(quantile(a, 0.5) - quantile(b, 0.5)),
+            "added_p99_ms": ms(quantile(a, 0.99) - quantile(b, 0.99)),
+        }
+    out["born_ipv6_first"] = f"{on.ipv6_first}/{len(on.governed)}"
+    return out
+
+
+async def measure(
+    core: client.CoreV1Api, into: Latencies, prefix: str, n: int, explicit: bool
+) -> None:
+    """``n`` creations in each namespace, alternating between them."""
     for i in range(n):
-        body = svc(f"{prefix}{i:04}", explicit=ns.startswith("explicit"))
-        start = time.perf_counter()
-        created = await core.create_namespaced_service(ns, body)
-        latencies.append(time.perf_counter() - start)
-        ipv6_first += (created.spec.ip_families or [""])[0] == "IPv6"
-    return latencies, ipv6_first
+        for ns in (PLAIN, GOVERNED) if i % 2 == 0 else (GOVERNED, PLAIN):
+            body = svc(f"{prefix}-{i:04}", explicit=explicit and ns == GOVERNED)
+            began = time.perf_counter()
+            made = await core.create_namespaced_service(ns, body)
+            (into.plain if ns == PLAIN else into.governed).append(time.perf_counter() - began)
+            if ns == GOVERNED and not explicit:
+                into.ipv6_first += (made.spec.ip_families or [""])[0] == "IPv6"
 
 
-async def concurrent(
-    core: client.CoreV1Api, ns: str, prefix: str, n: int, limit: int
-) -> tuple[float, int]:
-    slots = asyncio.Semaphore(limit)
-    ipv6_first = 0
+def rss_mib(cluster: LocalCluster) -> float:
+    pid = cluster._procs["kube-apiserver"].pid
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def until(what: str, probe: Any, within: float = 900) -> None:
+    """Polls ``probe`` until it holds (a 429, as from a CRD still initializing, is a no)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if await probe():
+                return
+        except ApiException as err:
+            if err.status != 429:
+                raise
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{what}: not within {within}s")
+
+
+async def shaped(core: client.CoreV1Api) -> bool:
+    """Whether admission acts in the governed namespace now (a dry run)."""
+    made = await core.create_namespaced_service(
+        GOVERNED, svc(f"probe-{time.time_ns()}"), dry_run="All"
+    )
+    return bool((made.spec.ip_families or [""])[0] == "IPv6")
+
+
+class Toggle:
+    """Takes the admission objects that match requests away and puts them back."""
+
+    def __init__(self, api: client.ApiClient, kinds: list[tuple[str, str]]) -> None:
+        self.api = client.AdmissionregistrationV1Api(api)
+        self.kinds = kinds  # (resource as the client names it, object name)
+        self.saved: list[tuple[str, dict[str, Any]]] = []
+
+    async def off(self, core: client.CoreV1Api) -> None:
+        self.saved = []
+        for resource, name in self.kinds:
+            obj = self.api.api_client.sanitize_for_serialization(
+                await getattr(self.api, f"read_{resource}")(name)
+            )
+            for key in ("resourceVersion", "uid", "creationTimestamp", "generation"):
+                obj["metadata"].pop(key, None)
+            obj["metadata"].pop("managedFields", None)
+            obj.pop("status", None)
+            self.saved.append((resource, obj))
+            await getattr(self.api, f"delete_{resource}")(name)
+        await until("admission to stop", lambda: _not(shaped(core)), within=120)
+
+    async def on(self, core: client.CoreV1Api) -> None:
+        for resource, obj in self.saved:
+            await getattr(self.api, f"create_{resource}")(obj)
+        await until("admission to act again", lambda: shaped(core), within=120)
+
+
+async def _not(probe: Any) -> bool:
+    return not await probe
+
+
+async def rounds(
+    core: client.CoreV1Api, toggle: Toggle, name: str, n: int, count: int
+) -> tuple[Latencies, Latencies]:
+    """Alternating rounds with the objects in place and without; ends with them in place."""
+    on, off = Latencies(), Latencies()
+    per = max(1, n // count)
+    for r in range(count):
+        order = ("on", "off") if r % 2 == 0 else ("off", "on")
+        for state in order:
+            if state == "off":
+                await toggle.off(core)
+                await measure(core, off, f"{name}-off-{r}", per, explicit=True)
+                await toggle.on(core)
+            else:
+                await measure(core, on, f"{name}-on-{r}", per, explicit=False)
+    return on, off
+
+
+async def add_governed(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, start: int, count: int
+) -> None:
+    slots = asyncio.Semaphore(16)
 
     async def one(i: int) -> None:
-        nonlocal ipv6_first
+        ns = f"other-{i:04}"
         async with slots:
-            body = svc(f"{prefix}{i:04}", explicit=ns.startswith("explicit"))
-            created = await core.create_namespaced_service(ns, body)
-            ipv6_first += (created.spec.ip_families or [""])[0] == "IPv6"
+            await core.create_namespace({"metadata": {"name": ns}})
+            await custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, PLURAL, policy(ns, **SPEC)
+            )
 
-    start = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
-    return time.perf_counter() - start, ipv6_first
-
-
-async def until_shaped(core: client.CoreV1Api, ns: str, what: str) -> None:
-    """Warm-up: create Services until one is born IPv6-first (a deadline, not a sleep)."""
-    deadline = time.monotonic() + 60
-    i = 0
-    while time.monotonic() < deadline:
-        created = await core.create_namespaced_service(ns, svc(f"warmup{i}"))
-        if (created.spec.ip_families or [""])[0] == "IPv6":
-            return
-        i += 1
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{what} never shaped a Service in {ns}")
+    await asyncio.gather(*(one(i) for i in range(start, start + count)))
 
 
-def background_objects(count: int) -> list[dict[str, Any]]:
-    """Native admission objects of ``count`` other namespaces, as the operator makes them."""
-    objects: list[dict[str, Any]] = []
-    for i in range(count):
-        ns = f"other-{i:03}"
-        view = PolicyView.from_body(
-            {"metadata": {"name": "default", "namespace": ns}, "spec": SPEC}
-        )
-        objects += desired_objects(ns, [view], [IPFamily.IPV4, IPFamily.IPV6])
-    return objects
+async def parameters(custom: client.CustomObjectsApi) -> int:
+    found = await custom.list_cluster_custom_object(GROUP, VERSION, ADMISSION_PLURAL)
+    return len(found["items"])
+
+
+BINDINGS = [
+    ("mutating_admission_policy_binding", POLICY_NAME),
+    ("validating_admission_policy_binding", POLICY_NAME),
+]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster, api = await cluster_with_crd("bench-admission")
-    operators: list[asyncio.subprocess.Process] = []
+    operator = None
     try:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-        for path in PATHS:
-            for ns in (path, f"{path}-conc"):
-                await core.create_namespace({"metadata": {"name": ns}})
-                body = policy(ns, **SPEC)
-                await custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
-
-        others = background_objects(args.other_namespaces)
-        listing = json.dumps({"apiVersion": "v1", "kind": "List", "items": others})
-        kubectl = [str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
-        await asyncio.to_thread(
-            subprocess.run,
-            [*kubectl, "apply", "-f", "-"],
-            input=listing.encode(),
-            check=True,
-            capture_output=True,
+        for ns in (PLAIN, GOVERNED):
+            await core.create_namespace({"metadata": {"name": ns}})
+        await custom.create_namespaced_custom_object(
+            GROUP, VERSION, GOVERNED, PLURAL, policy(GOVERNED, **SPEC)
         )
-
-        operators.append(
-            await start_operator(
+        result: dict[str, Any] = {
+            "creations_per_namespace_per_state": args.creations,
+            "rounds": args.rounds,
+            "baseline": "the same API server with no admission objects matching (the "
+            "bindings removed); the client sets the policy's fields itself",
+        }
+        done = 0
+        for size in args.sizes:
+            await add_governed(core, custom, done, size - done)
+            done = size
+            operator = await start_operator(
                 cluster,
-                "--namespace=webhook",
-                "--namespace=webhook-conc",
-                "--admission=webhook",
-                "--webhook-address=127.0.0.1",
-                f"--webhook-port={free_port()}",
-                "--metrics-port=0",
-                "--liveness-port=0",
-                log_name="operator-webhook.log",
-            )
-        )
-        operators.append(
-            await start_operator(
-                cluster,
-                "--namespace=policy",
-                "--namespace=policy-conc",
-                # The baseline's namespaces too: their Services cost the same
-                # reconciler passes and status writes, so the difference is admission.
-                "--namespace=explicit",
-                "--namespace=explicit-conc",
                 "--admission=policy",
                 "--metrics-port=0",
                 "--liveness-port=0",
-                log_name="operator-policy.log",
+                log_name=f"operator-policy-{size}.log",
             )
+            await until(f"{size + 1} parameters", lambda n=size + 1: _is(parameters(custom), n))
+            await until("admission to act", lambda: shaped(core), within=120)
+            await stop_operator(operator)
+            operator = None
+            toggle = Toggle(api, BINDINGS)
+            on, off = await rounds(core, toggle, f"n{size}", args.creations, args.rounds)
+            result[f"native_{size}"] = compare(on, off, rss_mib(cluster))
+            print(f"native at {size}: {result[f'native_{size}']}", flush=True)
+
+        # The webhook at the largest size, for comparison: the native bindings go first.
+        await Toggle(api, BINDINGS).off(core)
+        operator = await start_operator(
+            cluster,
+            f"--namespace={GOVERNED}",
+            "--admission=webhook",
+            "--webhook-address=127.0.0.1",
+            f"--webhook-port={free_port()}",
+            "--metrics-port=0",
+            "--liveness-port=0",
+            log_name="operator-webhook.log",
         )
-        for path in ("webhook", "policy"):
-            for ns in (path, f"{path}-conc"):
-                await until_shaped(core, ns, path)
-
-        latencies: dict[str, list[float]] = {p: [] for p in PATHS}
-        born: dict[str, int] = dict.fromkeys(PATHS, 0)
-        per_round = max(1, args.creations // args.rounds)
-        for r in range(args.rounds):
-            order = PATHS[r % len(PATHS) :] + PATHS[: r % len(PATHS)]
-            for path in order:
-                lat, v6 = await sequential(core, path, f"r{r:02}-", per_round)
-                latencies[path] += lat
-                born[path] += v6
-
-        elapsed: dict[str, float] = dict.fromkeys(PATHS, 0.0)
-        born_conc: dict[str, int] = dict.fromkeys(PATHS, 0)
-        conc_rounds = 3
-        per_conc = max(1, args.creations // conc_rounds)
-        for r in range(conc_rounds):
-            order = PATHS[r % len(PATHS) :] + PATHS[: r % len(PATHS)]
-            for path in order:
-                took, v6 = await concurrent(
-                    core, f"{path}-conc", f"c{r}-", per_conc, args.concurrency
-                )
-                elapsed[path] += took
-                born_conc[path] += v6
+        toggle = Toggle(api, [("mutating_webhook_configuration", "dualstack-operator")])
+        await until("the webhook to act", lambda: shaped(core), within=120)
+        on, off = await rounds(core, toggle, "webhook", args.creations, args.rounds)
+        result[f"webhook_{done}"] = compare(on, off, rss_mib(cluster))
         await api.close()
-
-        base = latencies["explicit"]
-        result: dict[str, Any] = {
-            "creations_per_path": per_round * args.rounds,
-            "rounds": args.rounds,
-            "concurrency": args.concurrency,
-            "other_namespaces_with_native_policies": args.other_namespaces,
-        }
-        for path in PATHS:
-            lat = latencies[path]
-            result[path] = {
-                "create_ms_median": ms(quantile(lat, 0.5)),
-                "create_ms_p99": ms(quantile(lat, 0.99)),
-                # Over the same Service created with its fields set by the client.
-                "added_ms_median": ms(quantile(lat, 0.5) - quantile(base, 0.5)),
-                "added_ms_p99": ms(quantile(lat, 0.99) - quantile(base, 0.99)),
-                "creations_per_s": round(per_conc * conc_rounds / elapsed[path], 1),
-                "born_ipv6_first_sequential": born[path],
-                "born_ipv6_first_concurrent": born_conc[path],
-            }
         return result
     finally:
-        for operator in operators:
-            await stop_operator(operator)
+        await stop_operator(operator)
         cluster.stop()
+
+
+async def _is(count: Any, n: int) -> bool:
+    return bool(await count == n)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--creations", type=int, default=1000, help="per path (sequential)")
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--other-namespaces", type=int, default=50)
+    parser.add_argument("--creations", type=int, default=300, help="per namespace, state and size")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[0, 100, 1000], help="other governed namespaces"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "admission.json")
     args = parser.parse_args()
     report(asyncio.run(run(args)), args.out)
@@ -236,4 +289,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -13,11 +13,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from dualstack_operator.cluster_policy import effective_policies, governs
 from dualstack_operator.decision import ServiceView
-from dualstack_operator.errors import Expired
+from dualstack_operator.endpoints import SliceView
+from dualstack_operator.errors import ApiError, Expired, Forbidden
 from dualstack_operator.models import IPFamily
 from dualstack_operator.plan import PolicyView
 from dualstack_operator.settings import CacheSettings
@@ -25,72 +26,111 @@ from dualstack_operator.settings import CacheSettings
 log = logging.getLogger("dualstack_operator.cache")
 
 
+class View(Protocol):
+    """What a reflector keeps of one object: small, with its namespace and name."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+V = TypeVar("V", bound=View)
+
+
 @dataclass(frozen=True)
-class ServicePage:
-    items: list[ServiceView]
+class Page(Generic[V]):
+    items: list[V]
     resource_version: str  # the list's: where the watch starts
     continue_token: str | None
 
 
 @dataclass(frozen=True)
-class WatchEvent:
+class WatchEvent(Generic[V]):
     type: str  # ADDED, MODIFIED, DELETED or BOOKMARK
     resource_version: str
-    service: ServiceView | None  # None for a BOOKMARK
+    item: V | None  # None for a BOOKMARK
+
+    @property
+    def service(self) -> V | None:  # the name the Service cache's callers know
+        return self.item
+
+
+ServicePage = Page[ServiceView]
+
+Lister = Callable[[str | None, int, str | None], Awaitable[Page[V]]]
+Watcher = Callable[[str | None, str, int, int], AsyncIterator[WatchEvent[V]]]
 
 
 class ServiceSource(Protocol):
-    """The API calls a reflector makes (``KubeAPI``; a fake in the engine tests)."""
+    """The API calls the Service cache makes (``KubeAPI``; a fake in the engine tests)."""
 
     async def list_services(
         self, namespace: str | None, limit: int, continue_token: str | None
-    ) -> ServicePage: ...
+    ) -> Page[ServiceView]: ...
 
     def watch_services(
         self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncIterator[WatchEvent[ServiceView]]:
         """Events after ``resource_version``; raises ``Expired`` when that is too old."""
         ...
 
 
-class ServiceCache:
-    """Services by namespace, kept by one reflector per watched scope.
+class Reflector(Generic[V]):
+    """Views of one kind by namespace, kept by one list+watch per watched scope.
 
     Paginated list, then a watch from the list's resourceVersion with bookmarks;
     a watch that ends or breaks resumes from the last resourceVersion seen, and a
     410 Gone (history compacted) makes a full relist, diffed against the cache so
-    that every change missed meanwhile marks its namespace.
+    that every change missed meanwhile marks its namespace. Each namespace has a
+    generation that moves with every change in it: what a pass read can be told
+    from what it would read now without looking at the items.
     """
+
+    what = "objects"
 
     def __init__(
         self,
-        source: ServiceSource,
+        lister: Lister[V],
+        watcher: Watcher[V],
         settings: CacheSettings,
         namespaces: tuple[str, ...],
         on_change: Callable[[str], None],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.source = source
+        self.lister = lister
+        self.watcher = watcher
         self.settings = settings
         self.scopes: tuple[str | None, ...] = namespaces or (None,)
         self.on_change = on_change
         self.sleep = sleep
-        self._services: dict[str, dict[str, ServiceView]] = {}
+        self._items: dict[str, dict[str, V]] = {}
+        self._generations: dict[str, int] = {}
         self._versions: dict[str | None, str] = {}  # per scope: where the watch resumes
         self._unsynced = set(self.scopes)
         self.synced = asyncio.Event()  # every scope listed once: passes may start
         self.relists = 0  # completed lists after the first one (after a 410)
         self.resumes = 0  # watches resumed from the last resourceVersion
+        self.forbidden = False  # the identity may not list these: nothing is kept
 
-    def in_namespace(self, namespace: str) -> Mapping[str, ServiceView]:
-        return self._services.get(namespace, {})
+    def in_namespace(self, namespace: str) -> Mapping[str, V]:
+        return self._items.get(namespace, {})
+
+    def generation(self, namespace: str) -> int:
+        """Moves whenever something in ``namespace`` changes (never goes back)."""
+        return self._generations.get(namespace, 0)
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._services.values())
+        return sum(len(s) for s in self._items.values())
 
     def resume_version(self, scope: str | None) -> str | None:
         """Where the watch of ``scope`` resumes (None: it lists afresh)."""
         return self._versions.get(scope)
+
+    def _changed(self, namespace: str) -> None:
+        self._generations[namespace] = self._generations.get(namespace, 0) + 1
+        self.on_change(namespace)
 
     async def run(self) -> None:
         await asyncio.gather(*(self._reflect(scope) for scope in self.scopes))
@@ -109,17 +149,29 @@ class ServiceCache:
             except asyncio.CancelledError:
                 raise
             except Expired as err:
-                log.info("Services in %s: %s; listing afresh", where, err)
+                log.info("%s in %s: %s; listing afresh", self.what, where, err)
                 self._versions.pop(scope, None)
+            except Forbidden as err:
+                self._forbid(scope, err)
+                return
             except Exception as err:  # a restarting or unreachable API server
                 failures += 1
-                log.warning("Services in %s: %s", where, str(err) or type(err).__name__)
+                log.warning("%s in %s: %s", self.what, where, str(err) or type(err).__name__)
                 await self._back_off(failures)
                 continue
             # A watch (or a relist) the server ends at once, again and again, must not spin.
             quick = not events and time.monotonic() - began < 1.0
             failures = failures + 1 if quick else 0
             await self._back_off(failures)
+
+    def _forbid(self, scope: str | None, err: ApiError) -> None:
+        """Without the right to list these, say so once and keep nothing (not a crash)."""
+        if not self.forbidden:
+            log.warning("cannot list or watch %s: %s", self.what, err)
+        self.forbidden = True
+        self._unsynced.discard(scope)
+        if not self._unsynced:
+            self.synced.set()
 
     async def _back_off(self, failures: int) -> None:
         if failures:
@@ -129,44 +181,46 @@ class ServiceCache:
     async def _relist(self, scope: str | None) -> None:
         """Lists every page, then swaps the result in and marks what differs."""
         began = time.monotonic()
-        fresh: dict[str, dict[str, ServiceView]] = {}
+        fresh: dict[str, dict[str, V]] = {}
         token: str | None = None
         version = ""
         while True:
-            page = await self.source.list_services(scope, self.settings.page_size, token)
+            page = await self.lister(scope, self.settings.page_size, token)
             version = version or page.resource_version
-            for svc in page.items:
-                fresh.setdefault(svc.namespace, {})[svc.name] = svc
+            for item in page.items:
+                fresh.setdefault(item.namespace, {})[item.name] = item
             token = page.continue_token
             if not token:
                 break
         old = (
-            self._services
+            self._items
             if scope is None
-            else {scope: self._services[scope]}
-            if scope in self._services
+            else {scope: self._items[scope]}
+            if scope in self._items
             else {}
         )
         changed = [ns for ns in old.keys() | fresh.keys() if old.get(ns) != fresh.get(ns)]
         if scope is None:
-            self._services = fresh
+            self._items = fresh
         else:
-            self._services.pop(scope, None)
-            self._services.update(fresh)
+            self._items.pop(scope, None)
+            self._items.update(fresh)
         first = scope in self._unsynced
         self._unsynced.discard(scope)
         self.relists += 0 if first else 1
         if first and not self._unsynced:
             log.info(
-                "Service cache ready: %d Services in %d namespaces listed in %.1fs",
+                "%s cache ready: %d %s in %d namespaces listed in %.1fs",
+                self.what[:-1].capitalize() if self.what.endswith("s") else self.what,
                 len(self),
-                len(self._services),
+                self.what,
+                len(self._items),
                 time.monotonic() - began,
             )
             self.synced.set()
         self._versions[scope] = version
         for namespace in changed:
-            self.on_change(namespace)
+            self._changed(namespace)
 
     async def _watch(self, scope: str | None) -> int:
         """Applies events until the server ends the watch; returns how many came."""
@@ -174,22 +228,74 @@ class ServiceCache:
         timeout = self.settings.watch_timeout_seconds
         silence = self.settings.watch_silence_seconds
         version = self._versions[scope]
-        async for event in self.source.watch_services(scope, version, timeout, silence):
+        async for event in self.watcher(scope, version, timeout, silence):
             count += 1
             if event.resource_version:
                 self._versions[scope] = event.resource_version  # resume from here
-            svc = event.service
-            if svc is None:
+            item = event.item
+            if item is None:
                 continue  # a bookmark: only the version moves
-            services = self._services.setdefault(svc.namespace, {})
+            items = self._items.setdefault(item.namespace, {})
             if event.type == "DELETED":
-                services.pop(svc.name, None)
-                if not services:
-                    del self._services[svc.namespace]
+                items.pop(item.name, None)
+                if not items:
+                    del self._items[item.namespace]
             else:
-                services[svc.name] = svc
-            self.on_change(svc.namespace)
+                items[item.name] = item
+            self._changed(item.namespace)
         return count
+
+
+class ServiceCache(Reflector[ServiceView]):
+    """Services by namespace, as ``ServiceView``s (client-go's reflector pattern)."""
+
+    what = "Services"
+
+    def __init__(
+        self,
+        source: ServiceSource,
+        settings: CacheSettings,
+        namespaces: tuple[str, ...],
+        on_change: Callable[[str], None],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(
+            source.list_services, source.watch_services, settings, namespaces, on_change, sleep
+        )
+        self.source = source
+
+
+class SliceSource(Protocol):
+    async def list_endpoint_slices(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[SliceView]: ...
+
+    def watch_endpoint_slices(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
+    ) -> AsyncIterator[WatchEvent[SliceView]]: ...
+
+
+class SliceCache(Reflector[SliceView]):
+    """EndpointSlices by namespace, reduced to ready endpoints per family (MissingEndpoints):
+    watched like Services, so a pass never lists them and a slice that changes (pods
+    becoming ready) brings a pass of its own."""
+
+    what = "EndpointSlices"
+
+    def __init__(
+        self,
+        source: SliceSource,
+        settings: CacheSettings,
+        namespaces: tuple[str, ...],
+        on_change: Callable[[str], None],
+    ) -> None:
+        super().__init__(
+            source.list_endpoint_slices,
+            source.watch_endpoint_slices,
+            settings,
+            namespaces,
+            on_change,
+        )
 
 
 class FamilySource(Protocol):
@@ -245,6 +351,7 @@ class Views:
     namespace_labels: Mapping[str, Iterable[Mapping[str, str]]] = field(default_factory=dict)
     own_namespace: str | None = None
     watched: tuple[str, ...] = ()  # a namespaced operator's namespaces (empty: all)
+    slices: SliceCache | None = None  # EndpointSlices (None: MissingEndpoints not checked)
 
     def cluster_policy_list(self) -> list[PolicyView]:
         return list(self.cluster_policies.get("", ()))

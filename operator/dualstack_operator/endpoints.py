@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from sys import intern
 from typing import Any
 
 from dualstack_operator.decision import Decision, ServiceView, State
@@ -23,14 +24,17 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 @dataclass(frozen=True, slots=True)
 class SliceView:
     service: str
-    family: str  # IPv4 or IPv6 (FQDN slices are left out)
+    family: str  # IPv4 or IPv6 (FQDN slices, and slices of no Service, are left out)
     ready: int  # endpoints that are ready (an unset condition counts as ready, as in the API)
+    namespace: str = ""
+    name: str = ""  # the EndpointSlice's own name
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> SliceView | None:
-        labels = (body.get("metadata") or {}).get("labels") or {}
-        service = labels.get(SERVICE_NAME_LABEL)
-        family = body.get("addressType")
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        service = str(labels.get(SERVICE_NAME_LABEL) or "")
+        family = str(body.get("addressType") or "")
         if not service or family not in ("IPv4", "IPv6"):
             return None
         ready = sum(
@@ -38,14 +42,27 @@ class SliceView:
             for e in body.get("endpoints") or []
             if e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
         )
-        return cls(str(service), str(family), ready)
+        return cls(
+            intern(service),
+            intern(family),
+            ready,
+            intern(str(meta.get("namespace", ""))),
+            str(meta.get("name", "")),
+        )
+
+    @classmethod
+    def placeholder(cls, body: Mapping[str, Any]) -> SliceView:
+        """A slice that counts for no Service, kept so that its deletion is known."""
+        meta = body.get("metadata") or {}
+        return cls("", "", 0, intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
 
 
 def ready_by_service(slices: Iterable[SliceView]) -> dict[str, dict[str, int]]:
     """Service name -> family -> ready endpoints, over all of its slices."""
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for s in slices:
-        out[s.service][s.family] += s.ready
+        if s.service:
+            out[s.service][s.family] += s.ready
     return {name: dict(families) for name, families in out.items()}
 
 

@@ -43,6 +43,10 @@ class Rejected(ApiError):
     """The server refused the request as such (400, 403, 422): retrying as is will not help."""
 
 
+class Forbidden(Rejected):
+    """403: the identity lacks a right (RBAC): retrying will not help until it is granted."""
+
+
 class Expired(ApiError):
     """410 Gone: the resourceVersion is older than the server's history; list afresh."""
 
@@ -56,7 +60,9 @@ def classify(status: int, message: str, retry_after: float | None = None) -> Api
         kind = Conflict
     elif status == 410:
         kind = Expired
-    elif status in (400, 403, 422):
+    elif status == 403:
+        kind = Forbidden
+    elif status in (400, 422):
         kind = Rejected
     else:
         kind = ApiError

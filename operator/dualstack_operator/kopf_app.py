@@ -26,7 +26,7 @@ from dualstack_operator import metrics as metrics_server
 from dualstack_operator import models
 from dualstack_operator.admission import CONFIGURATION_NAME, self_signed
 from dualstack_operator.admission_sync import NativeAdmission
-from dualstack_operator.cache import ClusterFamilies, ServiceCache, Views
+from dualstack_operator.cache import ClusterFamilies, ServiceCache, SliceCache, Views
 from dualstack_operator.errors import waiting_out_429
 from dualstack_operator.kubeapi import KubeAPI
 from dualstack_operator.metrics import Metrics
@@ -82,12 +82,14 @@ class App:
         namespaces: kopf.Index[str, dict[str, str]],
     ) -> None:
         settings = self.settings
-        await self.api.connect(watches=len(settings.namespaces) or 1)
+        # Two watches per watched namespace (or for all of them): Services, EndpointSlices.
+        await self.api.connect(watches=2 * (len(settings.namespaces) or 1))
         if settings.peering:
             await self.api.ensure_peering(settings.peering.name, settings.namespaces)
         rec = settings.reconcile
         self.queue = queue = WorkQueue(rec.coalesce_seconds, rec.resync_seconds)
         services = ServiceCache(self.api, settings.cache, settings.namespaces, queue.mark)
+        slices = SliceCache(self.api, settings.cache, settings.namespaces, queue.mark)
         self.views = views = Views(
             services,
             ClusterFamilies(),
@@ -96,6 +98,7 @@ class App:
             namespace_labels=namespaces,
             own_namespace=settings.journal_namespace,
             watched=settings.namespaces,
+            slices=slices,
         )
         await views.cluster.refresh(self.api)
         if not await waiting_out_429(lambda: self.api.any_policies(settings.namespaces), 30):
@@ -123,6 +126,7 @@ class App:
         )
         self.tasks = [
             asyncio.create_task(services.run(), name="dualstack Service cache"),
+            asyncio.create_task(slices.run(), name="dualstack EndpointSlice cache"),
             asyncio.create_task(
                 views.cluster.keep_checking(
                     self.api, rec.cluster_recheck_seconds, self.mark_policies
@@ -142,7 +146,11 @@ class App:
                 self.metrics,
                 settings.metrics.address,
                 settings.metrics.port,
-                lambda: services.synced.is_set() and views.policies_ready.is_set(),
+                lambda: (
+                    services.synced.is_set()
+                    and slices.synced.is_set()
+                    and views.policies_ready.is_set()
+                ),
                 auth=MetricsAuth(self.api) if secure else None,
                 tls=metrics_tls(settings.metrics.cert_dir) if secure else None,
             )

@@ -20,7 +20,8 @@ RBAC the calls below need (the deployment manifests grant exactly these):
 - clusterkopfpeerings / kopfpeerings: create, get  (ensure_peering, read_peers; kopf
   needs list, watch, patch on them for peering itself)
 - services: list, watch               (list_services, watch_services: the Service cache)
-- endpointslices.discovery.k8s.io: list  (list_endpoint_slices: MissingEndpoints)
+- endpointslices.discovery.k8s.io: list, watch  (list_endpoint_slices, watch_endpoint_slices:
+  the EndpointSlice cache, for MissingEndpoints)
 - servicecidrs, dualstackpolicies: list  (the plan command only; it needs nothing else)
 Watching policies (list, watch) is kopf's; any_policies lists one at start.
 
@@ -34,15 +35,16 @@ import contextlib
 import datetime
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dualstack_operator import models
-from dualstack_operator.cache import ServicePage, WatchEvent
+from dualstack_operator.cache import Page, View, WatchEvent
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.endpoints import SliceView
 from dualstack_operator.errors import ApiError, NotFound, classify, retry_after
@@ -134,6 +136,54 @@ def _status_apply(
     }
 
 
+def _json(raw: bytes) -> dict[str, Any]:
+    """A response body as JSON; one that is not (a cut connection, say) is a failed request."""
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(0, f"the API server's answer is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ApiError(0, "the API server's answer is not a JSON object")
+    return doc
+
+
+V = TypeVar("V", bound=View)
+
+
+@dataclass(frozen=True)
+class Collection(Generic[V]):
+    """A collection the operator lists and watches, and what it keeps of each item."""
+
+    prefix: str  # "/api/v1" or "/apis/<group>/<version>"
+    plural: str
+    view: Callable[[Mapping[str, Any]], V]
+
+    def path(self, namespace: str | None) -> str:
+        where = f"/namespaces/{namespace}" if namespace else ""
+        return f"{self.prefix}{where}/{self.plural}"
+
+
+SERVICES = Collection("/api/v1", "services", ServiceView.from_body)
+ENDPOINT_SLICES = Collection(
+    "/apis/discovery.k8s.io/v1",
+    "endpointslices",
+    lambda body: SliceView.from_body(body) or SliceView.placeholder(body),
+)
+
+
+def watch_event(kind: Collection[V], event: Mapping[str, Any]) -> WatchEvent[V]:
+    """One line of a watch stream as an event of views; an ERROR line (a 410 Gone, say)
+    is raised as the typed error it names."""
+    obj = event.get("object") or {}
+    type_ = str(event.get("type", ""))
+    if type_ == "ERROR":
+        raise classify(int(obj.get("code") or 0), str(obj.get("message", obj)))
+    version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+    if type_ == "BOOKMARK":
+        return WatchEvent(type_, version, None)
+    return WatchEvent(type_, version, kind.view(obj))
+
+
 def _families(cidrs: list[str]) -> list[IPFamily]:
     out: list[IPFamily] = []
     for cidr in cidrs:
@@ -175,35 +225,51 @@ class KubeAPI:
             raise RuntimeError("KubeAPI.connect() was not awaited")
         return self._client
 
-    async def list_services(
-        self, namespace: str | None, limit: int, continue_token: str | None
-    ) -> ServicePage:
-        """One page of Services, reduced to views at once (the raw page is dropped)."""
-        kwargs: dict[str, Any] = {"limit": limit}
+    def _get(self, path: str, query: list[tuple[str, Any]], timeout: Any = None) -> Any:
+        """A raw GET of one API path (a list or a watch), as the generated client sends it."""
+        return self.api.call_api(
+            path,
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=timeout,
+        )
+
+    async def list_page(
+        self, kind: Collection[V], namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[V]:
+        """One page of a collection, reduced to views at once (the raw page is dropped)."""
+        query: list[tuple[str, Any]] = [("limit", limit)]
         if continue_token:
-            kwargs["_continue"] = continue_token
-        doc = json.loads(await _raw(self._list_services(namespace, **kwargs)))
+            query.append(("continue", continue_token))
+        doc = _json(await _raw(self._get(kind.path(namespace), query)))
         meta = doc.get("metadata") or {}
-        return ServicePage(
-            items=[ServiceView.from_body(item) for item in doc.get("items") or []],
+        return Page(
+            items=[kind.view(item) for item in doc.get("items") or []],
             resource_version=str(meta.get("resourceVersion", "")),
             continue_token=meta.get("continue") or None,
         )
 
-    async def watch_services(
-        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
-    ) -> AsyncIterator[WatchEvent]:
-        """Service events after ``resource_version`` until the server ends the watch."""
-        call = self._list_services(
-            namespace,
-            watch=True,
-            resource_version=resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=timeout_seconds,
-            # The server ends the watch; this only guards against a silent connection.
-            _request_timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=silence),
-        )
-        resp = await _open(call)
+    async def watch(
+        self,
+        kind: Collection[V],
+        namespace: str | None,
+        resource_version: str,
+        timeout_seconds: int,
+        silence: int,
+    ) -> AsyncIterator[WatchEvent[V]]:
+        """A collection's events after ``resource_version`` until the server ends the watch."""
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_seconds),
+        ]
+        # The server ends the watch; this only guards against a silent connection.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=silence)
+        resp = await _open(self._get(kind.path(namespace), query, timeout))
         try:
             while True:
                 try:
@@ -212,25 +278,29 @@ class KubeAPI:
                     raise ApiError(0, f"watch broken: {type(exc).__name__}: {exc}") from exc
                 if not line:
                     return  # the server ended the watch (its timeout, or shutting down)
-                event = json.loads(line)
-                obj = event.get("object") or {}
-                kind = str(event.get("type", ""))
-                if kind == "ERROR":  # e.g. 410 Gone: the version is older than the history
-                    raise classify(int(obj.get("code") or 0), str(obj.get("message", obj)))
-                version = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-                if kind == "BOOKMARK":
-                    yield WatchEvent(kind, version, None)
-                else:
-                    yield WatchEvent(kind, version, ServiceView.from_body(obj))
+                yield watch_event(kind, _json(line))
         finally:
             resp.release()
 
-    def _list_services(self, namespace: str | None, **kwargs: Any) -> Awaitable[Any]:
-        """A raw list (or watch) of Services in one namespace, or in all of them."""
-        core = client.CoreV1Api(self.api)
-        if namespace:
-            return core.list_namespaced_service(namespace, _preload_content=False, **kwargs)
-        return core.list_service_for_all_namespaces(_preload_content=False, **kwargs)
+    async def list_services(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[ServiceView]:
+        return await self.list_page(SERVICES, namespace, limit, continue_token)
+
+    def watch_services(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
+    ) -> AsyncIterator[WatchEvent[ServiceView]]:
+        return self.watch(SERVICES, namespace, resource_version, timeout_seconds, silence)
+
+    async def list_endpoint_slices(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[SliceView]:
+        return await self.list_page(ENDPOINT_SLICES, namespace, limit, continue_token)
+
+    def watch_endpoint_slices(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
+    ) -> AsyncIterator[WatchEvent[SliceView]]:
+        return self.watch(ENDPOINT_SLICES, namespace, resource_version, timeout_seconds, silence)
 
     async def service_cidr_families(self) -> list[IPFamily] | None:
         """Families of the default ServiceCIDR, or None where that API is missing."""
@@ -549,18 +619,6 @@ class KubeAPI:
             client.AdmissionregistrationV1Api(self.api).get_api_resources(_preload_content=False)
         )
         return {str(r.get("name")) for r in json.loads(body).get("resources") or []}
-
-    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]:
-        """The namespace's EndpointSlices, reduced to ready counts per family."""
-        doc = json.loads(
-            await _raw(
-                client.DiscoveryV1Api(self.api).list_namespaced_endpoint_slice(
-                    namespace, _preload_content=False
-                )
-            )
-        )
-        views = (SliceView.from_body(item) for item in doc.get("items") or [])
-        return [v for v in views if v is not None]
 
     async def served_policy_resources(self) -> set[str]:
         """The resources ``dualstack.dev/v1alpha1`` serves: empty before the CRDs."""

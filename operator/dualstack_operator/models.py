@@ -373,13 +373,18 @@ class AdmissionPolicy(BaseModel):
     )
 
 
-class AdmissionFields(BaseModel):
-    """What admission sets on a new Service of one shape."""
+class AdmissionTable(BaseModel):
+    """One policy's answers: each distinct answer once, and the shapes by index into them."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
-    ip_family_policy: IPFamilyPolicy = Field(alias="ipFamilyPolicy")
-    ip_families: list[IPFamily] | None = Field(default=None, alias="ipFamilies", max_length=2)
+    answers: list[str] = Field(
+        max_length=128,
+        description="Enforce: '<ipFamilyPolicy>/<ipFamilies, comma-separated>' to set; "
+        "Audit: the warning.",
+    )
+    shapes: dict[str, int] = Field(
+        description="By '<ipFamilyPolicy>/<ipFamilies>/<families of the ClusterIPs it "
+        "chose>' of a new Service: the index of its answer."
+    )
 
 
 class DualStackAdmissionSpec(BaseModel):
@@ -391,15 +396,13 @@ class DualStackAdmissionSpec(BaseModel):
         max_length=MAX_ADMISSION_POLICIES,
         description="The namespace's governing policies, oldest first.",
     )
-    mutations: dict[str, dict[str, AdmissionFields]] | None = Field(
+    mutations: dict[str, AdmissionTable] | None = Field(
         default=None,
-        description="By Enforce policy, then by '<ipFamilyPolicy>/<ipFamilies>/<families of "
-        "the ClusterIPs it chose>' of a new Service: the fields the policy sets.",
+        description="By Enforce policy: the fields it sets on a new Service of each shape.",
     )
-    warnings: dict[str, dict[str, str]] | None = Field(
+    warnings: dict[str, AdmissionTable] | None = Field(
         default=None,
-        description="By Audit policy, then by the same key of the stored Service: "
-        "what the policy warns.",
+        description="By Audit policy: what it warns of a stored Service of each shape.",
     )
 
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from dualstack_operator import models
@@ -20,7 +20,7 @@ from dualstack_operator.admission_sync import NativeAdmission
 from dualstack_operator.cache import Views
 from dualstack_operator.cluster_policy import build_cluster_status
 from dualstack_operator.decision import Decision, ServiceView, State
-from dualstack_operator.endpoints import SliceView, missing_endpoints, ready_by_service
+from dualstack_operator.endpoints import missing_endpoints, ready_by_service
 from dualstack_operator.errors import ApiError, Conflict, NotFound, Rejected
 from dualstack_operator.ledger import Job, Ledger, Rejection
 from dualstack_operator.metrics import Metrics
@@ -41,6 +41,33 @@ from dualstack_operator.settings import Admission, ReconcileSettings
 from dualstack_operator.throttle import Throttle
 
 log = logging.getLogger("dualstack_operator")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one pass over a namespace read: its policies (the index's objects, which are
+    new ones whenever a policy changes), the cluster's families, and the generations of
+    its Services and its EndpointSlices, and what is known of its admission parameter."""
+
+    policies: tuple[PolicyView, ...]
+    cluster: tuple[IPFamily, ...]
+    services: int
+    slices: int
+    parameter: object
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Inputs)
+            and len(self.policies) == len(other.policies)
+            and all(a is b for a, b in zip(self.policies, other.policies, strict=True))
+            and (self.cluster, self.services, self.slices)
+            == (other.cluster, other.services, other.slices)
+            and self.parameter == other.parameter
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 LEGACY_RECHECK_SECONDS = 1.0  # how soon to probe again for the shared admission policy
 
 
@@ -60,8 +87,6 @@ class Writer(Protocol):
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
     ) -> None: ...
-
-    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]: ...
 
 
 def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
@@ -120,12 +145,18 @@ class Reconciler:
             settings.revert_limit,
             settings.revert_window_seconds,
         )
-        # What the last settled pass concluded per policy: its status and metrics.
-        self.summaries: dict[tuple[str, str], Summary] = {}
+        # What the last settled pass concluded per policy, by namespace: its status and
+        # metrics.
+        self.summaries: dict[str, dict[str, Summary]] = {}
+        # Namespaces whose last pass settled with nothing left to do, with what it read:
+        # the same inputs again make the same pass, so it is not made (a resync over a
+        # quiet cluster costs a comparison per namespace).
+        self.settled: dict[str, Inputs] = {}
+        self.cluster_dirty: set[str] = set()  # cluster policies whose parts changed
+        self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...]]] = {}
         # Writes in flight across all namespaces, fewer (and paused) while the API
         # server answers 429 or fails; its priority and fairness queues the rest.
         self.throttle = Throttle(settings.write_concurrency, clock=clock)
-        self.endpoints_readable = True  # False after a 403: MissingEndpoints is not reported
 
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
@@ -142,7 +173,7 @@ class Reconciler:
         return {ns for parts in self.cluster_parts.values() for ns in parts}
 
     def summary(self, namespace: str, name: str) -> Summary | None:
-        return self.summaries.get((namespace, name))
+        return self.summaries.get(namespace, {}).get(name)
 
     def cluster_families(self) -> list[IPFamily]:
         return list(self.views.cluster.families)
@@ -266,18 +297,45 @@ class Reconciler:
         self.queue.requeue_after(namespace, self.settings.error_retry_seconds)
         return None if self.admission == Admission.POLICY else self.admission
 
+    def _inputs(self, namespace: str, policies: list[PolicyView]) -> Inputs:
+        """Everything a pass over ``namespace`` reads, by identity or generation."""
+        views = self.views
+        native = self.native.parameters.get(namespace) if self.native is not None else None
+        return Inputs(
+            tuple(policies),
+            tuple(views.cluster.families),
+            views.services.generation(namespace),
+            views.slices.generation(namespace) if views.slices is not None else 0,
+            native,
+        )
+
     async def reconcile(self, namespace: str) -> None:
         policies = self.views.policies_in(namespace)
+        inputs = self._inputs(namespace, policies)
+        if self.settled.get(namespace) == inputs:
+            return  # nothing it reads has changed since it settled: the same pass again
+        self.settled.pop(namespace, None)
+        clean = await self._reconcile(namespace, policies)
+        if clean:
+            self.settled[namespace] = self._inputs(namespace, policies)
+
+    async def _reconcile(self, namespace: str, policies: list[PolicyView]) -> bool:
+        """One pass; True when it settled with nothing left to do or to retry."""
         cluster = list(self.views.cluster.families)
         admission = await self._sync_admission(namespace, policies, cluster)
+        clean = admission == self.admission
         names = {p.name for p in policies}
         governing = {p.name for p in policies if p.cluster}
         for name, parts in self.cluster_parts.items():
             if namespace in parts and name not in governing:
                 del parts[namespace]  # no longer this cluster policy's namespace
-        gone = [k for k in self.summaries if k[0] == namespace and k[1] not in names]
-        for key in gone:
-            del self.summaries[key]  # a deleted policy's numbers go with it
+                self.cluster_dirty.add(name)
+        known = self.summaries.get(namespace, {})
+        gone = [name for name in known if name not in names]
+        for name in gone:
+            del known[name]  # a deleted policy's numbers go with it
+        if not known:
+            self.summaries.pop(namespace, None)
         if not policies:
             if gone:
                 self.ledger.forget_namespace(namespace)
@@ -286,45 +344,39 @@ class Reconciler:
                     "its Services are left as they are",
                     namespace,
                 )
-            return  # nothing is rolled back
+            return clean  # nothing is rolled back
         # A snapshot: the cache moves on while this pass awaits its writes.
         open_recreation = False
         if self.recreator is not None and namespace in self.journaled:
             open_recreation = await self._finish_recreations(namespace)
         services = dict(self.views.services.in_namespace(namespace))
-        plans = await self._with_endpoints(
+        plans = self._with_endpoints(
             namespace, plan_namespace(policies, services.values(), cluster), services
         )
         for plan in plans:
             if self.recreator is not None and not open_recreation:
                 plan, open_recreation = await self._recreate_one(plan, namespace, services, cluster)
             with self.metrics.duration.labels("policy").time():
-                await self._reconcile_policy(plan, namespace, services, cluster, admission)
+                clean &= await self._reconcile_policy(plan, namespace, services, cluster, admission)
+        return clean and not open_recreation and namespace not in self.journaled
 
-    async def _with_endpoints(
+    def _with_endpoints(
         self, namespace: str, plans: list[PolicyPlan], services: Mapping[str, ServiceView]
     ) -> list[PolicyPlan]:
         """The plans with ``MissingEndpoints`` for compliant dual-stack Services whose
-        EndpointSlices serve only one family (one list of the namespace's slices)."""
+        EndpointSlices serve only one family (from the watched slices)."""
+        slices = self.views.slices
+        if slices is None or slices.forbidden:
+            return plans
         candidates = [
             name
             for plan in plans
             for name, decision in plan.decisions.items()
             if decision.state == State.COMPLIANT and len(services[name].ip_families) == 2
         ]
-        if not candidates or not self.endpoints_readable:
+        if not candidates:
             return plans
-        try:
-            ready = ready_by_service(await self.writer.list_endpoint_slices(namespace))
-        except ApiError as err:
-            if err.status == 403:
-                self.endpoints_readable = False  # said once; RBAC does not change often
-                log.warning(
-                    "cannot list EndpointSlices (%s): MissingEndpoints is not reported", err
-                )
-            else:
-                log.warning("cannot list EndpointSlices in %s: %s", namespace, err)
-            return plans
+        ready = ready_by_service(slices.in_namespace(namespace).values())
         out = []
         for plan in plans:
             overrides = {}
@@ -424,7 +476,8 @@ class Reconciler:
         services: Mapping[str, ServiceView],
         cluster: list[IPFamily],
         admission: Admission | None,
-    ) -> None:
+    ) -> bool:
+        """Writes what the plan says; True when nothing was left to write or to retry."""
         triage = self.ledger.triage(plan.decisions, services)
         policy = plan.policy
         for _ in triage.reverts:
@@ -443,24 +496,30 @@ class Reconciler:
             elif outcome:
                 pending += 1
         if pending:
-            return  # one status write once the dust settles, not one per pass
+            return False  # one status write once the dust settles, not one per pass
         settled = plan.with_overrides(held)
+        self.summaries.setdefault(namespace, {})[plan.policy.name] = settled.summary()
+        clean = not triage.jobs and not held
         if plan.policy.cluster:
             # One status across namespaces: written after the batch (write_cluster_statuses).
-            self.summaries[(namespace, plan.policy.name)] = settled.summary()
             self.cluster_parts.setdefault(plan.policy.name, {})[namespace] = settled
-            return
-        self.summaries[(plan.policy.namespace, plan.policy.name)] = settled.summary()
+            self.cluster_dirty.add(plan.policy.name)
+            return clean
         status = build_status(settled, cluster, admission=admission)
-        await self._write_status(plan.policy, status)
+        return await self._write_status(plan.policy, status) and clean
 
     async def write_cluster_statuses(self) -> None:
-        """Each cluster policy's status from its namespaces' last settled passes."""
+        """Each cluster policy's status from its namespaces' last settled passes: those
+        whose parts changed, or whose policy did (a new object in the index)."""
         current = {p.name: p for p in self.views.cluster_policy_list()}
         for gone in [n for n in self.cluster_parts if n not in current]:
             del self.cluster_parts[gone]
         cluster = list(self.views.cluster.families)
+        dirty, self.cluster_dirty = self.cluster_dirty, set()
         for name, policy in current.items():
+            if name not in dirty and self._cluster_seen.get(name) == (policy, tuple(cluster)):
+                continue
+            self._cluster_seen[name] = (policy, tuple(cluster))
             parts = self.cluster_parts.get(name, {})
             status = build_cluster_status(policy, parts, cluster, self.admission)
             await self._write_status(policy, status)
@@ -512,35 +571,39 @@ class Reconciler:
         await self._event(ref, "Normal", "Remediated", message)
         return True
 
-    async def _write_status(self, policy: PolicyView, status: dict[str, Any]) -> None:
+    async def _write_status(self, policy: PolicyView, status: dict[str, Any]) -> bool:
+        """Writes the status if it differs; False when it could not be written now."""
         if not status_differs(policy.status, status):
-            return
+            return True
         try:
             async with self.throttle.slot():
                 if (wait := self.throttle.paused()) > 0:
                     self.queue.requeue_after(policy.namespace, wait)
-                    return
+                    return False
                 if policy.cluster:
                     await self.writer.patch_cluster_policy_status(policy.name, status)
                 else:
                     await self.writer.patch_policy_status(policy.namespace, policy.name, status)
         except NotFound:
-            return  # deleted meanwhile
+            return True  # deleted meanwhile
         except ApiError as err:
             self.metrics.error("policy")
             delay = self._failed(err)
             log.warning("cannot write status of %s/%s: %s", policy.namespace, policy.name, err)
             self.queue.requeue_after(policy.namespace, delay)
-            return
+            return False
         self.throttle.succeeded()
         old = {c.get("type"): c for c in policy.status.get("conditions") or []}
         ref = _policy_ref(policy)
         for cond in status.get("conditions", []):
             before = old.get(cond["type"])
+            healthy = cond["status"] == "True"
+            if before is None and healthy:
+                continue  # a policy seen healthy at once: its conditions say so, quietly
             if before is None or before.get("reason") != cond["reason"]:
-                healthy = cond["status"] == "True"
                 kind = "Normal" if healthy else "Warning"
                 await self._event(ref, kind, cond["reason"], cond["message"])
+        return True
 
     def _failed(self, err: ApiError) -> float:
         """When to try a failed write again: after the shared pause for a throttled or
@@ -562,6 +625,8 @@ class Reconciler:
 async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, views: Views) -> None:
     """The worker: once the caches are complete, one batch of dirty namespaces at a time."""
     await views.services.synced.wait()
+    if views.slices is not None:
+        await views.slices.synced.wait()
     await views.policies_ready.wait()
     first = True
     # The first pass covers everything, admission objects left without a policy too.

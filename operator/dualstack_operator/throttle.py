@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -35,7 +36,10 @@ class Throttle:
         self.paused_until = 0.0  # no write is sent before this (the server is away)
         self.steady_until = 0.0  # the limit does not grow before this (after a 429)
         self.strikes = 0  # failures in a row, without a success between them
-        self._changed = asyncio.Condition()
+        # Writes waiting for a slot, first come first served. A freed slot is handed to
+        # the first of them: thousands may wait, and waking them all at every release
+        # would cost the square of their number.
+        self._waiting: deque[asyncio.Future[None]] = deque()
 
     def paused(self) -> float:
         """Seconds until writes may be sent again (0: now). A write that finds the gate
@@ -45,20 +49,40 @@ class Throttle:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Held while one write is in flight (at most ``limit`` at once)."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < self.limit)
+        if self.in_flight < self.limit and not self._waiting:
             self.in_flight += 1
+        else:
+            handed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.append(handed)
+            try:
+                await handed  # the slot is counted for us when it is handed over
+            except asyncio.CancelledError:
+                if handed.done() and not handed.cancelled():
+                    self._release()  # handed over just as we were cancelled: pass it on
+                else:
+                    self._waiting.remove(handed)
+                raise
         try:
             yield
         finally:
-            async with self._changed:
-                self.in_flight -= 1
-                self._changed.notify_all()
+            self._release()
+
+    def _release(self) -> None:
+        self.in_flight -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        while self._waiting and self.in_flight < self.limit:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     def succeeded(self) -> None:
         self.strikes = 0
         if self.clock() >= self.steady_until:
             self.limit = min(self.ceiling, self.limit + 1)
+            self._hand_over()
 
     def failed(self, status: int, retry_after: float | None) -> float:
         """Records a 429, 5xx or no answer; returns when to retry the failed write."""

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dualstack_operator.cache import ClusterFamilies, ServiceCache, ServicePage, Views, WatchEvent
+from dualstack_operator.cache import (
+    ClusterFamilies,
+    Page,
+    ServiceCache,
+    ServicePage,
+    SliceCache,
+    Views,
+    WatchEvent,
+)
 from dualstack_operator.decision import ServiceView
 from dualstack_operator.endpoints import SliceView
 from dualstack_operator.errors import ApiError, Conflict, Expired, NotFound, Rejected
@@ -66,6 +74,7 @@ class FakeApi:
     watch_starts: list[str] = field(default_factory=list)
     policies: dict[str, list[PolicyView]] = field(default_factory=dict)
     slices: dict[str, list[SliceView]] = field(default_factory=dict)  # EndpointSlices by ns
+    slice_history: list[tuple[int, str, SliceView]] = field(default_factory=list)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     # --- the world changing ---------------------------------------------------------------
@@ -232,8 +241,45 @@ class FakeApi:
 
     # --- what was written -------------------------------------------------------------------
 
-    async def list_endpoint_slices(self, namespace: str) -> list[SliceView]:
-        return list(self.slices.get(namespace, []))
+    def set_slices(self, namespace: str, views: list[SliceView]) -> None:
+        """The namespace's EndpointSlices are now these (as their watch reports them)."""
+        for old in self.slices.get(namespace, []):
+            self.version += 1
+            self.slice_history.append((self.version, "DELETED", old))
+        named = [
+            dataclasses.replace(v, namespace=namespace, name=v.name or f"{v.service}-{i}")
+            for i, v in enumerate(views)
+        ]
+        for view in named:
+            self.version += 1
+            self.slice_history.append((self.version, "ADDED", view))
+        self.slices[namespace] = named
+        self._notify()
+
+    async def list_endpoint_slices(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[SliceView]:
+        items = [
+            dataclasses.replace(v, namespace=ns, name=v.name or f"{v.service}-{i}")
+            for ns, views in sorted(self.slices.items())
+            if namespace in (None, ns)
+            for i, v in enumerate(views)
+        ]
+        return Page(items, str(self.version), None)
+
+    async def watch_endpoint_slices(
+        self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
+    ) -> AsyncIterator[WatchEvent[SliceView]]:
+        since = int(resource_version)
+        pos = 0
+        while True:
+            while pos < len(self.slice_history):
+                version, kind, view = self.slice_history[pos]
+                pos += 1
+                if version > since and namespace in (None, view.namespace):
+                    yield WatchEvent(kind, str(version), view)
+            async with self._changed:
+                await self._changed.wait()
 
     def patches(self, name: str | None = None) -> list[Write]:
         return [w for w in self.writes if w.kind == "patch" and name in (None, w.name)]
@@ -279,13 +325,14 @@ async def start_engine(
     services = ServiceCache(
         api, cache or CacheSettings(retry_seconds=(0.01,)), namespaces, queue.mark
     )
-    views = Views(services, ClusterFamilies(list(api.families)), api.policies)
+    slices = SliceCache(api, cache or CacheSettings(retry_seconds=(0.01,)), namespaces, queue.mark)
+    views = Views(services, ClusterFamilies(list(api.families)), api.policies, slices=slices)
     views.policies_ready.set()
     metrics = Metrics()
     reconciler = Reconciler(settings, views, api, metrics, queue, clock)
-    task = asyncio.create_task(services.run())
-    await until("the cache to sync", services.synced.is_set)
-    return Engine(api, clock, queue, services, views, reconciler, metrics, [task])
+    tasks = [asyncio.create_task(services.run()), asyncio.create_task(slices.run())]
+    await until("the caches to sync", lambda: services.synced.is_set() and slices.synced.is_set())
+    return Engine(api, clock, queue, services, views, reconciler, metrics, tasks)
 
 
 async def until(what: str, probe: Callable[[], object], within: float = 5.0) -> None:

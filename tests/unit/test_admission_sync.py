@@ -279,14 +279,14 @@ def test_the_parameter_holds_the_chain_oldest_first_and_the_tables() -> None:
         {"name": "z", "serviceSelector": {"matchLabels": {"a": "b"}}},
         {"name": "p"},
     ]
-    assert spec["spec"]["mutations"]["p"]["//"] == {
-        "ipFamilyPolicy": "RequireDualStack",
-        "ipFamilies": ["IPv6", "IPv4"],
-    }
-    assert spec["spec"]["mutations"]["p"]["//IPv4"] == {
-        "ipFamilyPolicy": "RequireDualStack",
-        "ipFamilies": ["IPv4", "IPv6"],
-    }, "a chosen IPv4 address stays the primary"
+    table = spec["spec"]["mutations"]["p"]
+
+    def answer(shape: str) -> str:
+        return str(table["answers"][table["shapes"][shape]])
+
+    assert answer("//") == "RequireDualStack/IPv6,IPv4"
+    assert answer("//IPv4") == "RequireDualStack/IPv4,IPv6", "a chosen IPv4 address stays"
+    assert len(table["answers"]) < len(table["shapes"]) / 10, "each answer once"
 
 
 @pytest.mark.parametrize(

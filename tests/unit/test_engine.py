@@ -50,7 +50,8 @@ def test_in_flight_write_is_not_repeated_and_status_waits_for_it() -> None:
         assert len(api.patches()) == 1
         assert len(api.statuses()) == 1, "one status write once settled, none when unchanged"
         assert (status(api)["compliantServices"], status(api)["driftedServices"]) == (1, 0)
-        assert [e[1] for e in api.events] == ["Remediated", "Reconciling", "AllCompliant"]
+        # A policy healthy at its first status posts no event (its conditions say so).
+        assert [e[1] for e in api.events] == ["Remediated"]
         await engine.stop()
 
     run(scenario)
@@ -334,16 +335,57 @@ def test_a_dual_stack_service_without_ready_ipv6_endpoints_is_reported_not_patch
     async def scenario(api: FakeApi) -> None:
         api.service(NS, "web", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
-        api.slices[NS] = [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 0)]
+        api.set_slices(NS, [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 0)])
         engine = await start_engine(api)
         await engine.reconciler.reconcile(NS)
         assert api.patches() == [], "never fixed by dropping the family"
         drift = status(api)["drift"]
         assert [d["reason"] for d in drift] == ["MissingEndpoints"]
         assert "no ready IPv6 endpoint while IPv4 has 2" in drift[0]["message"]
-        api.slices[NS] = [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 1)]
+        assert engine.views.slices is not None
+        seen = engine.views.slices.generation(NS)
+        api.set_slices(NS, [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 1)])
+        await until("the slices' events", lambda: engine.views.slices.generation(NS) > seen)
         await engine.reconciler.reconcile(NS)
         assert status(api)["compliantServices"] == 1
+        await engine.stop()
+
+    run(scenario)
+
+
+def test_a_settled_namespace_is_not_planned_again_until_something_it_reads_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resync over a quiet cluster costs a comparison per namespace, not a plan."""
+    from dualstack_operator import reconciler as module
+
+    planned: list[int] = []
+    original = module.plan_namespace
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        planned.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "plan_namespace", counting)
+
+    async def scenario(api: FakeApi) -> None:
+        api.service(NS, "web", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+        api.policy(NS, ipFamilyPolicy="PreferDualStack")
+        engine = await start_engine(api)
+        rec = engine.reconciler
+        await rec.reconcile(NS)
+        assert status(api)["compliantServices"] == 1
+        await rec.reconcile(NS)  # the policy as its status write left it (a new object)
+        planned.clear()
+        for _ in range(3):
+            await rec.reconcile(NS)
+        assert planned == [], "nothing changed: no plan"
+        version = _version(engine, "web")
+        api.service(NS, "web")  # someone makes it single-stack again
+        await until("the change's event", lambda: _version(engine, "web") != version)
+        await rec.reconcile(NS)
+        assert planned == [1]
+        assert len(api.patches("web")) == 1, "the change is acted on"
         await engine.stop()
 
     run(scenario)
