@@ -119,27 +119,87 @@ def plan_namespace(
     cluster: Sequence[IPFamily],
 ) -> list[PolicyPlan]:
     """Decisions per policy; a Service selected by several goes to the oldest (then by name)."""
-    ordered = sorted(policies, key=lambda p: (p.created, p.name))
-    plans = [PolicyPlan(p) for p in ordered]
+    plans = [PolicyPlan(p) for p in _by_age(policies)]
     for svc in sorted(services, key=lambda s: s.name):
-        selecting = [
-            plan
-            for plan in plans
-            if plan.policy.spec is not None
-            and selects(plan.policy.spec.service_selector, svc.labels)
-        ]
-        if not selecting:
-            continue
-        winner = selecting[0]
-        assert winner.policy.spec is not None
-        winner.decisions[svc.name] = decide(winner.policy.spec, svc, cluster)
-        for loser in selecting[1:]:
-            loser.decisions[svc.name] = Decision(
-                State.DRIFTED,
-                DriftReason.CONFLICT,
-                f"also selected by the older policy {winner.policy.name}, which governs it",
-            )
+        _assign(plans, svc, cluster)
     return plans
+
+
+def _by_age(policies: Iterable[PolicyView]) -> list[PolicyView]:
+    return sorted(policies, key=lambda p: (p.created, p.name))
+
+
+def _assign(plans: Sequence[PolicyPlan], svc: ServiceView, cluster: Sequence[IPFamily]) -> None:
+    """One Service's decision, under the oldest policy that selects it (plans by age)."""
+    selecting = [
+        plan
+        for plan in plans
+        if plan.policy.spec is not None and selects(plan.policy.spec.service_selector, svc.labels)
+    ]
+    if not selecting:
+        return
+    winner = selecting[0]
+    assert winner.policy.spec is not None
+    winner.decisions[svc.name] = decide(winner.policy.spec, svc, cluster)
+    for loser in selecting[1:]:
+        loser.decisions[svc.name] = Decision(
+            State.DRIFTED,
+            DriftReason.CONFLICT,
+            f"also selected by the older policy {winner.policy.name}, which governs it",
+        )
+
+
+@dataclass
+class _Planned:
+    policies: tuple[PolicyView, ...]
+    cluster: tuple[IPFamily, ...]
+    seen: dict[str, ServiceView]  # the views the plans were decided from
+    plans: list[PolicyPlan]
+
+
+class Planner:
+    """Plans by namespace, kept from pass to pass: a pass decides again only the Services
+    whose cache entry changed (the cache holds a new view for every change) since the
+    namespace's last plan, and all of them when its policies or the cluster change. Its
+    answer is always ``plan_namespace``'s for the same inputs."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, _Planned] = {}
+
+    def plan(
+        self,
+        namespace: str,
+        policies: Sequence[PolicyView],
+        services: Mapping[str, ServiceView],
+        cluster: Sequence[IPFamily],
+    ) -> list[PolicyPlan]:
+        last = self._last.get(namespace)
+        ordered = tuple(_by_age(policies))
+        if (
+            last is None
+            or len(last.policies) != len(ordered)
+            or any(a is not b for a, b in zip(last.policies, ordered, strict=True))
+            or last.cluster != tuple(cluster)
+        ):
+            plans = plan_namespace(ordered, services.values(), cluster)
+            last = _Planned(ordered, tuple(cluster), dict(services), plans)
+            self._last[namespace] = last
+        else:
+            seen = last.seen
+            changed = [svc for name, svc in services.items() if seen.get(name) is not svc]
+            gone = [name for name in seen if name not in services]
+            for name in [*gone, *(svc.name for svc in changed)]:
+                for plan in last.plans:
+                    plan.decisions.pop(name, None)
+            for svc in changed:
+                _assign(last.plans, svc, cluster)
+            if changed or gone:
+                last.seen = dict(services)
+        # The caller gets its own dicts: the kept ones change at the next pass.
+        return [PolicyPlan(p.policy, dict(p.decisions)) for p in last.plans]
+
+    def forget(self, namespace: str) -> None:
+        self._last.pop(namespace, None)
 
 
 def condition(

@@ -27,11 +27,11 @@ from dualstack_operator.metrics import Metrics
 from dualstack_operator.models import DriftReason, IPFamily, Mode, PrimaryFamilyChange
 from dualstack_operator.peering import PeeringGate
 from dualstack_operator.plan import (
+    Planner,
     PolicyPlan,
     PolicyView,
     Summary,
     build_status,
-    plan_namespace,
     status_differs,
 )
 from dualstack_operator.queue import WorkQueue
@@ -152,6 +152,7 @@ class Reconciler:
         # the same inputs again make the same pass, so it is not made (a resync over a
         # quiet cluster costs a comparison per namespace).
         self.settled: dict[str, Inputs] = {}
+        self.planner = Planner()  # decides again only the Services that changed
         self.cluster_dirty: set[str] = set()  # cluster policies whose parts changed
         self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...]]] = {}
         # Writes in flight across all namespaces, fewer (and paused) while the API
@@ -337,6 +338,7 @@ class Reconciler:
         if not known:
             self.summaries.pop(namespace, None)
         if not policies:
+            self.planner.forget(namespace)
             if gone:
                 self.ledger.forget_namespace(namespace)
                 log.info(
@@ -351,7 +353,7 @@ class Reconciler:
             open_recreation = await self._finish_recreations(namespace)
         services = dict(self.views.services.in_namespace(namespace))
         plans = self._with_endpoints(
-            namespace, plan_namespace(policies, services.values(), cluster), services
+            namespace, self.planner.plan(namespace, policies, services, cluster), services
         )
         for plan in plans:
             if self.recreator is not None and not open_recreation:

@@ -356,35 +356,37 @@ def test_a_dual_stack_service_without_ready_ipv6_endpoints_is_reported_not_patch
 def test_a_settled_namespace_is_not_planned_again_until_something_it_reads_changes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A resync over a quiet cluster costs a comparison per namespace, not a plan."""
-    from dualstack_operator import reconciler as module
+    """A resync over a quiet cluster costs a comparison per namespace, not a plan; a
+    pass after one Service changed decides that Service again, not its neighbours."""
+    from dualstack_operator import plan as module
 
-    planned: list[int] = []
-    original = module.plan_namespace
+    decided: list[str] = []
+    original = module.decide
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        planned.append(1)
-        return original(*args, **kwargs)
+    def counting(spec: Any, svc: Any, cluster: Any) -> Any:
+        decided.append(svc.name)
+        return original(spec, svc, cluster)
 
-    monkeypatch.setattr(module, "plan_namespace", counting)
+    monkeypatch.setattr(module, "decide", counting)
 
     async def scenario(api: FakeApi) -> None:
-        api.service(NS, "web", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
+        for name in ("web", "api"):
+            api.service(NS, name, ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         engine = await start_engine(api)
         rec = engine.reconciler
         await rec.reconcile(NS)
-        assert status(api)["compliantServices"] == 1
+        assert status(api)["compliantServices"] == 2
         await rec.reconcile(NS)  # the policy as its status write left it (a new object)
-        planned.clear()
+        decided.clear()
         for _ in range(3):
             await rec.reconcile(NS)
-        assert planned == [], "nothing changed: no plan"
+        assert decided == [], "nothing changed: nothing decided"
         version = _version(engine, "web")
         api.service(NS, "web")  # someone makes it single-stack again
         await until("the change's event", lambda: _version(engine, "web") != version)
         await rec.reconcile(NS)
-        assert planned == [1]
+        assert decided == ["web"], "only the Service that changed"
         assert len(api.patches("web")) == 1, "the change is acted on"
         await engine.stop()
 

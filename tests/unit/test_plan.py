@@ -6,9 +6,18 @@ import dataclasses
 import datetime
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dualstack_operator.decision import ServiceView
-from dualstack_operator.plan import PolicyView, build_status, plan_namespace, status_differs
-from support.decision_cases import V4, V6, svc
+from dualstack_operator.plan import (
+    Planner,
+    PolicyView,
+    build_status,
+    plan_namespace,
+    status_differs,
+)
+from support.decision_cases import DUAL, V4, V6, svc
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -118,3 +127,53 @@ def test_invalid_stored_spec_is_reported_not_crashed() -> None:
     status = build_status(plan, [V4, V6], now=T0)
     (ready,) = status["conditions"]
     assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "InvalidSpec")
+
+
+SHAPES = [
+    svc(),
+    svc(("IPv4", "IPv6"), "PreferDualStack"),
+    svc(("IPv6",)),
+    svc(("IPv6", "IPv4"), "RequireDualStack", headless=True),
+]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),
+            st.one_of(st.none(), st.integers(0, len(SHAPES) - 1)),  # None: deleted
+            st.sampled_from([{}, {"tier": "web"}]),
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_the_planner_answers_as_planning_afresh(
+    changes: list[tuple[str, int | None, dict[str, str]]], policy_changes: bool
+) -> None:
+    """After any sequence of Service changes (and a policy change), the kept plan is the
+    one ``plan_namespace`` makes from the same inputs."""
+    policies = [
+        pol("old", "2026-01-01T00:00:00Z", ipFamilyPolicy="PreferDualStack"),
+        pol(
+            "web",
+            "2026-01-02T00:00:00Z",
+            ipFamilyPolicy="RequireDualStack",
+            ipFamilies=["IPv6", "IPv4"],
+            serviceSelector={"matchLabels": {"tier": "web"}},
+        ),
+    ]
+    planner = Planner()
+    services: dict[str, ServiceView] = {}
+    for step, (name, shape, labels) in enumerate(changes):
+        if shape is None:
+            services.pop(name, None)
+        else:
+            services[name] = named(name, SHAPES[shape], **labels)
+        if policy_changes and step == len(changes) // 2:
+            policies = policies[::-1] if step % 2 else [policies[1]]
+        got = planner.plan("ns", policies, services, DUAL)
+        want = plan_namespace(policies, services.values(), DUAL)
+        assert [(p.policy.name, p.decisions) for p in got] == [
+            (p.policy.name, p.decisions) for p in want
+        ]
