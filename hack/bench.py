@@ -1,32 +1,38 @@
 """`make bench`: the reconciler at scale on the local control plane.
 
-By default 10,000 governed Services in 50 namespaces (half drifted, half
-compliant; a PreferDualStack policy each) plus 10,000 more in 50 namespaces
-without a policy, which the operator watches too. Measured in one run:
+Three shapes, each on a fresh control plane with 20,000 watched Services: 10,000
+governed Services in 50 namespaces of 200 (half drifted, half compliant; a
+PreferDualStack policy each) plus 10,000 more in 50 namespaces without a policy, which
+the operator watches too; the same in 20 namespaces of 500; and one namespace of 5,000
+Services, all drifted, beside one more of 5,000 for the bare client and 10,000 in 20
+namespaces nobody governs. Measured in each run:
   (a) cache ready: operator start -> its first complete list of every Service;
   (b) policy creation -> every policy reports all its Services compliant;
   (c) the same convergence by a bare kubernetes-asyncio client (list + patch
       as fast as the server accepts) on the other 10,000; ratio (b)/(c);
   (d) operator writes per drifted / compliant Service and status writes per
-      policy, from the API server's audit log (not the operator's bookkeeping);
+      policy, from the API server's audit log (not the operator's bookkeeping), and
+      the operator's CPU per Service write during the convergence;
   (e) the operator's peak RSS (VmHWM) and its CPU over 60 s with nothing drifting;
   (f) a restart with every Service already compliant: cache ready again, the
       first full pass (the same work as a periodic resync: its wall and CPU
       time, from the operator's log) and the writes it made (should be none);
   (g) /metrics at this scale: bytes, series, scrape time.
-Results go to bench-results/reconciler.json and stdout.
+Results go to bench-results/reconciler.json (one entry per shape) and stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +53,8 @@ from localcluster import REPO, LocalCluster, free_port
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
 
 
-def services(n: int) -> list[dict[str, Any]]:
-    """Half drifted (defaulted SingleStack), half already compliant.
+def services(n: int, drifted_only: bool = False) -> list[dict[str, Any]]:
+    """Half drifted (defaulted SingleStack), half already compliant (or all drifted).
 
     No selectors: the IP families do not depend on them, and 20,000 EndpointSlice
     pairs would only make the controller-manager compete for the same two cores.
@@ -57,7 +63,7 @@ def services(n: int) -> list[dict[str, Any]]:
     for i in range(n):
         spec: dict[str, Any] = {"ports": [{"port": 80}]}
         name = f"d{i:03}"
-        if i % 2:
+        if i % 2 and not drifted_only:
             spec["ipFamilyPolicy"] = "PreferDualStack"
             name = f"c{i:03}"
         out.append(
@@ -76,14 +82,20 @@ async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
     return await asyncio.gather(*(one(c) for c in coros))
 
 
-async def populate(api: client.ApiClient, namespaces: list[str], per_ns: int) -> None:
+async def populate(
+    api: client.ApiClient, namespaces: list[str], per_ns: int, drifted_only: bool = False
+) -> None:
     core = client.CoreV1Api(api)
     await gather_limited(
         8, [core.create_namespace({"metadata": {"name": ns}}) for ns in namespaces]
     )
     await gather_limited(
         32,
-        [core.create_namespaced_service(ns, svc) for ns in namespaces for svc in services(per_ns)],
+        [
+            core.create_namespaced_service(ns, svc)
+            for ns in namespaces
+            for svc in services(per_ns, drifted_only)
+        ],
     )
 
 
@@ -225,16 +237,49 @@ class Operator:
         self.ready_s, self.cached = ready_s, cached
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    namespaces: int  # governed, and as many for the bare client
+    per_namespace: int
+    drifted_only: bool = False
+    others: int = 0  # namespaces nobody governs (to reach the Services watched)
+    others_per_namespace: int = 0
+
+
+SHAPES = {
+    "200": Shape("200", 50, 200),
+    "500": Shape("500", 20, 500),
+    "5000x1": Shape("5000x1", 1, 5000, drifted_only=True, others=20, others_per_namespace=500),
+}
+
+
+async def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in args.shapes:
+        out[f"per_namespace_{name}"] = await run(args, SHAPES[name])
+        print(json.dumps(out[f"per_namespace_{name}"]), flush=True)
+    return out
+
+
+async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
     cluster, api = await cluster_with_crd("bench")
     operator: Operator | None = None
     try:
-        per_ns = args.services // args.namespaces
-        ns_op = [f"op-{i:02}" for i in range(args.namespaces)]
-        ns_bare = [f"bare-{i:02}" for i in range(args.namespaces)]
+        per_ns = shape.per_namespace
+        ns_op = [f"op-{i:02}" for i in range(shape.namespaces)]
+        ns_bare = [f"bare-{i:02}" for i in range(shape.namespaces)]
         t = time.monotonic()
-        await populate(api, ns_op + ns_bare + ["warmup"], per_ns)
-        total = (2 * args.namespaces + 1) * per_ns
+        await populate(api, ns_op + ns_bare, per_ns, shape.drifted_only)
+        await populate(api, ["warmup"], min(per_ns, 500))
+        others = [f"other-{i:02}" for i in range(shape.others)]
+        if others:
+            await populate(api, others, shape.others_per_namespace)
+        total = (
+            2 * shape.namespaces * per_ns
+            + min(per_ns, 500)
+            + shape.others * shape.others_per_namespace
+        )
         print(f"created {total} Services in {time.monotonic() - t:.1f}s", flush=True)
         # The server slows down as a run goes on (measured: whichever converges later
         # takes about 30% longer), so by default the bare client's namespaces are split
@@ -254,9 +299,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await custom.create_namespaced_custom_object(
             GROUP, VERSION, "warmup", PLURAL, policy("warmup", ipFamilyPolicy="PreferDualStack")
         )
-        await wait_compliant(api, ["warmup"], per_ns)
+        await wait_compliant(api, ["warmup"], min(per_ns, 500))
 
         start = time.monotonic()
+        cpu_start = cpu_seconds(operator.proc.pid)
         await asyncio.gather(
             *(
                 custom.create_namespaced_custom_object(
@@ -267,6 +313,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         await wait_compliant(api, ns_op, per_ns)
         operator_s = time.monotonic() - start
+        convergence_cpu = cpu_seconds(operator.proc.pid) - cpu_start
         print(f"operator converged in {operator_s:.1f}s", flush=True)
         svc_writes, status_writes = writes(cluster, "op-")
 
@@ -298,20 +345,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"bare client converged in {bare_s:.1f}s in all", flush=True)
         await api.close()
 
-        drifted = [f"{ns}/d{i:03}" for ns in ns_op for i in range(0, per_ns, 2)]
+        step = 1 if shape.drifted_only else 2
+        drifted = [f"{ns}/d{i:03}" for ns in ns_op for i in range(0, per_ns, step)]
         compliant = [f"{ns}/c{i:03}" for ns in ns_op for i in range(1, per_ns, 2)]
+        if shape.drifted_only:
+            compliant = []
+        service_writes = sum(svc_writes.values())
         return {
             "services_watched": total,
-            "services_governed": args.namespaces * per_ns,
-            "namespaces_with_policy": args.namespaces,
+            "services_governed": shape.namespaces * per_ns,
+            "namespaces_with_policy": shape.namespaces,
+            "services_per_namespace": per_ns,
             "cache_ready_s": round(first_ready_s, 2),
             "operator_convergence_s": round(operator_s, 2),
             "bare_client_convergence_s": round(bare_s, 2),
             "bare_client_concurrency": args.bare_concurrency,
             "bare_client_order": args.bare_order,
             "ratio_operator_to_bare": round(operator_s / bare_s, 2),
+            "convergence_cpu_s": round(convergence_cpu, 1),
+            "cpu_ms_per_service_write": round(1000 * convergence_cpu / max(1, service_writes), 2),
             "writes_per_drifted_service": _dist(svc_writes, drifted),
-            "writes_per_compliant_service": _dist(svc_writes, compliant),
+            "writes_per_compliant_service": _dist(svc_writes, compliant) if compliant else None,
             "status_writes_per_policy": _dist(status_writes, [f"{ns}/default" for ns in ns_op]),
             "operator_peak_rss_mib": round(rss, 1),
             "steady_state_cpu_percent_of_a_core": round(100 * steady_cpu, 2),
@@ -338,8 +392,9 @@ def _dist(counts: Counter[str], keys: list[str]) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--services", type=int, default=10_000, help="governed Services")
-    parser.add_argument("--namespaces", type=int, default=50)
+    parser.add_argument(
+        "--shapes", nargs="+", choices=sorted(SHAPES), default=["200", "500", "5000x1"]
+    )
     parser.add_argument("--bare-concurrency", type=int, default=32)
     parser.add_argument("--steady-seconds", type=float, default=60.0)
     parser.add_argument(
@@ -351,7 +406,7 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "reconciler.json")
     args = parser.parse_args()
-    report(asyncio.run(run(args)), args.out)
+    report(asyncio.run(run_all(args)), args.out)
     return 0
 
 
