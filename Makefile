@@ -67,7 +67,7 @@ bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission
 	$(BIN)/python hack/bench_admission.py
 
 crds: venv ## regenerate crds/ from the pydantic models
-	$(BIN)/python -m dualstack_operator.crd crds
+	$(BIN)/python -m dualstack_operator.api.crd crds
 
 clean: cluster-down ## remove the environment and local state (not the binary cache)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

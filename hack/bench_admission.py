@@ -38,8 +38,8 @@ from benchkit import (
     start_operator,
     stop_operator,
 )
-from dualstack_operator.models import ADMISSION_PLURAL
-from dualstack_operator.native_admission import POLICY_NAME
+from dualstack_operator.admission.cel import POLICY_NAME
+from dualstack_operator.api.models import ADMISSION_PLURAL
 from localcluster import REPO, LocalCluster, free_port
 
 SPEC = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}

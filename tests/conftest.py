@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dualstack_operator.crd import KINDS
+from dualstack_operator.api.crd import KINDS
 from localcluster import REPO, Family, LocalCluster, bin_dir
 from localnode import host_leftovers
 from support.kube import Kubectl

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from dualstack_operator import __version__, plan_command
-from dualstack_operator.models import ADMISSION_PLURAL, GROUP, PLURAL
-from dualstack_operator.settings import (
+from dualstack_operator import __version__
+from dualstack_operator.api.models import ADMISSION_PLURAL, GROUP, PLURAL
+from dualstack_operator.migration import command as plan_command
+from dualstack_operator.runtime.settings import (
     Admission,
     CacheSettings,
     MetricsSettings,
@@ -261,8 +262,8 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
     from kubernetes_asyncio.config import ConfigException
     from yaml import YAMLError
 
-    from dualstack_operator.errors import ApiError
-    from dualstack_operator.kubeapi import KubeAPI
+    from dualstack_operator.core.errors import ApiError
+    from dualstack_operator.kube.client import KubeAPI
 
     api = KubeAPI(kubeconfig)
     source = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
@@ -323,8 +324,8 @@ async def wait_for_crds(missing: list[str], liveness_port: int, metrics: tuple[s
     (/readyz 503), and checks again every few seconds."""
     from aiohttp import web
 
-    from dualstack_operator.errors import ApiError
-    from dualstack_operator.kubeapi import KubeAPI
+    from dualstack_operator.core.errors import ApiError
+    from dualstack_operator.kube.client import KubeAPI
 
     what = "the CRD" + ("s" if len(missing) > 1 else "")
     message = f"waiting for {what} {', '.join(missing)}: {CRD_HINT}"
@@ -400,7 +401,7 @@ def run(args: argparse.Namespace) -> int:
     """Runs until SIGINT/SIGTERM; kopf stops, and the operator's own tasks with it."""
     import kopf
 
-    from dualstack_operator.kopf_app import App
+    from dualstack_operator.runtime.handlers import App
 
     try:
         found = asyncio.run(preflight(namespaces=args.namespace))
@@ -427,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
         else None
     )
     if admission == Admission.WEBHOOK:
-        from dualstack_operator import webhook  # registers the mutating handler
+        from dualstack_operator.admission import webhook  # registers the mutating handler
 
         options = webhook.WebhookOptions(
             address=args.webhook_address,

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from dualstack_operator.kubeapi import KubeAPI
-from dualstack_operator.models import IPFamily
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.kube.client import KubeAPI
 from localcluster import LocalCluster
 
 pytestmark = pytest.mark.cluster

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.crd import KINDS, render
+from dualstack_operator.api.crd import KINDS, render
 from localcluster import REPO
 from support.kube import Kubectl
 

@@ -35,10 +35,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, seed, settings
 from hypothesis import strategies as st
 
-from dualstack_operator.admission import mutation
-from dualstack_operator.decision import ServiceView, decide
-from dualstack_operator.models import DriftReason, IPFamily, Mode
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.admission.mutation import mutation
+from dualstack_operator.api.models import DriftReason, IPFamily, Mode
+from dualstack_operator.core.decision import ServiceView, decide
+from dualstack_operator.core.plan import PolicyView
 from localcluster import SERVICE_CIDRS, LocalCluster, free_port
 from support.kube import Kubectl, wait_for
 from support.operator_proc import OperatorProcess

@@ -20,15 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dualstack_operator.admission import mutation
-from dualstack_operator.models import MAX_ADMISSION_POLICIES, IPFamily
-from dualstack_operator.native_admission import (
+from dualstack_operator.admission.cel import (
     FIELD_FAMILIES,
     FIELD_POLICIES,
     parameter,
     shared_objects,
 )
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.admission.mutation import mutation
+from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
+from dualstack_operator.core.plan import PolicyView
 from support.kube import Kubectl, KubectlError, wait_for
 
 pytestmark = pytest.mark.cluster

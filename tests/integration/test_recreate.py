@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.recreate import FAULT_ENV, journal_name
+from dualstack_operator.engine.recreation import FAULT_ENV, journal_name
 from localcluster import LocalCluster
 from support.audit import operator_writes
 from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for

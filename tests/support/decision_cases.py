@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dualstack_operator.decision import ServiceView, State
-from dualstack_operator.models import DualStackPolicySpec, IPFamily
+from dualstack_operator.api.models import DualStackPolicySpec, IPFamily
+from dualstack_operator.core.decision import ServiceView, State
 
 V4, V6 = IPFamily.IPV4, IPFamily.IPV6
 DUAL = [V4, V6]

@@ -12,7 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dualstack_operator.cache import (
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.endpoints import SliceView
+from dualstack_operator.core.errors import ApiError, Conflict, Expired, NotFound, Rejected
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.engine.cache import (
     ClusterFamilies,
     Page,
     ServiceCache,
@@ -21,16 +26,11 @@ from dualstack_operator.cache import (
     Views,
     WatchEvent,
 )
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.endpoints import SliceView
-from dualstack_operator.errors import ApiError, Conflict, Expired, NotFound, Rejected
-from dualstack_operator.metrics import Metrics
-from dualstack_operator.models import IPFamily
-from dualstack_operator.peering import PeerRecord
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.queue import WorkQueue
-from dualstack_operator.reconciler import Reconciler
-from dualstack_operator.settings import CacheSettings, ReconcileSettings
+from dualstack_operator.engine.peering import PeerRecord
+from dualstack_operator.engine.queue import WorkQueue
+from dualstack_operator.engine.reconciler import Reconciler
+from dualstack_operator.observability.metrics import Metrics
+from dualstack_operator.runtime.settings import CacheSettings, ReconcileSettings
 
 Key = tuple[str, str]
 

@@ -9,11 +9,7 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.admission_sync import NativeAdmission
-from dualstack_operator.cli import AdmissionUnavailable, resolve_admission
-from dualstack_operator.errors import Conflict
-from dualstack_operator.models import IPFamily
-from dualstack_operator.native_admission import (
+from dualstack_operator.admission.cel import (
     LEGACY_NAMESPACE_LABEL,
     OWNER,
     OWNER_LABEL,
@@ -24,8 +20,12 @@ from dualstack_operator.native_admission import (
     Kind,
     parameter,
 )
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.settings import Admission
+from dualstack_operator.admission.native import NativeAdmission
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.cli import AdmissionUnavailable, resolve_admission
+from dualstack_operator.core.errors import Conflict
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.runtime.settings import Admission
 
 CLUSTER = [IPFamily.IPV4, IPFamily.IPV6]
 PARAMS = "DualStackAdmission"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.admission import creation_patch, mutation
-from dualstack_operator.decision import address_families
-from dualstack_operator.native_admission import FIELD_ADDRESSES, FIELD_FAMILIES, FIELD_POLICIES
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.admission.cel import FIELD_ADDRESSES, FIELD_FAMILIES, FIELD_POLICIES
+from dualstack_operator.admission.mutation import creation_patch, mutation
+from dualstack_operator.core.decision import address_families
+from dualstack_operator.core.plan import PolicyView
 from support.decision_cases import DUAL, DUAL6, ONLY4, policy
 
 V4, V6 = "IPv4", "IPv6"

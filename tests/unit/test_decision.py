@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualstack_operator.decision import ServiceView, State, decide, selects
-from dualstack_operator.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
+from dualstack_operator.api.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
+from dualstack_operator.core.decision import ServiceView, State, decide, selects
 from support.decision_cases import CASES, V4, V6, policy, svc
 
 

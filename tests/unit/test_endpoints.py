@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.endpoints import SliceView, missing_endpoints, ready_by_service
-from dualstack_operator.models import DriftReason
+from dualstack_operator.api.models import DriftReason
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.endpoints import SliceView, missing_endpoints, ready_by_service
 
 
 def svc(*families: str) -> ServiceView:

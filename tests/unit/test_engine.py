@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.endpoints import SliceView
-from dualstack_operator.errors import ApiError, Conflict, NotFound
-from dualstack_operator.peering import PeeringGate
-from dualstack_operator.reconciler import work
-from dualstack_operator.settings import CacheSettings, PeeringSettings, ReconcileSettings
+from dualstack_operator.core.endpoints import SliceView
+from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.engine.peering import PeeringGate
+from dualstack_operator.engine.reconciler import work
+from dualstack_operator.runtime.settings import CacheSettings, PeeringSettings, ReconcileSettings
 from support.fakes import Engine, FakeApi, FakeClock, peer, start_engine, until
 
 NS = "shop"
@@ -358,7 +358,7 @@ def test_a_settled_namespace_is_not_planned_again_until_something_it_reads_chang
 ) -> None:
     """A resync over a quiet cluster costs a comparison per namespace, not a plan; a
     pass after one Service changed decides that Service again, not its neighbours."""
-    from dualstack_operator import plan as module
+    from dualstack_operator.core import plan as module
 
     decided: list[str] = []
     original = module.decide

@@ -7,8 +7,8 @@ import asyncio
 import kopf
 import pytest
 
-from dualstack_operator.kopf_app import App, components
-from dualstack_operator.settings import Settings
+from dualstack_operator.runtime.handlers import App, components
+from dualstack_operator.runtime.settings import Settings
 
 
 def test_a_stopped_component_fails_the_liveness_probe() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.plan import (
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.plan import (
     Planner,
     PolicyView,
     build_status,

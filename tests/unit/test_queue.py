@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dualstack_operator.queue import WorkQueue
+from dualstack_operator.engine.queue import WorkQueue
 from support.fakes import FakeClock
 
 

@@ -7,8 +7,8 @@ import copy
 import json
 from typing import Any
 
-from dualstack_operator.errors import Conflict, NotFound, Rejected
-from dualstack_operator.recreate import JOURNAL_LABEL, Recreator, recreated_manifest
+from dualstack_operator.core.errors import Conflict, NotFound, Rejected
+from dualstack_operator.engine.recreation import JOURNAL_LABEL, Recreator, recreated_manifest
 
 FIELDS = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.models import IPFamily
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.report import (
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.migration.report import (
     Verdict,
     build_report,
     render_json,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dualstack_operator.throttle import Throttle
+from dualstack_operator.engine.throttle import Throttle
 
 
 def test_at_most_the_limit_in_flight_and_in_arrival_order() -> None:

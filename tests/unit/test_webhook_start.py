@@ -8,8 +8,8 @@ from typing import Any, cast
 
 import kopf
 
-from dualstack_operator import webhook
-from dualstack_operator.errors import Conflict
+from dualstack_operator.admission import webhook
+from dualstack_operator.core.errors import Conflict
 
 
 class RacingApi:

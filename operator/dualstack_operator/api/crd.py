@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from dualstack_operator import models
+from dualstack_operator.api import models
 
 _DROP = {"title", "$defs"}
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     """Writes every CRD into the directory given (``make crds``: crds/)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m dualstack_operator.crd DIR", file=sys.stderr)
+        print("usage: python -m dualstack_operator.api.crd DIR", file=sys.stderr)
         return 2
     for kind in KINDS:
         (Path(args[0]) / kind.file).write_text(render(kind))

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dualstack_operator.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.errors import ApiError, Conflict, NotFound
 
-log = logging.getLogger("dualstack_operator.recreate")
+log = logging.getLogger("dualstack_operator.engine.recreation")
 
 OWNER_LABEL = "app.kubernetes.io/managed-by"
 OWNER = "dualstack-operator"

@@ -15,7 +15,7 @@ from enum import StrEnum
 from sys import intern
 from typing import Any
 
-from dualstack_operator.models import (
+from dualstack_operator.api.models import (
     IGNORE_ANNOTATION,
     RECREATE_ANNOTATION,
     DriftReason,
@@ -26,7 +26,7 @@ from dualstack_operator.models import (
     LabelSelector,
     Mode,
 )
-from dualstack_operator.ownership import family_owners
+from dualstack_operator.core.ownership import family_owners
 
 
 class State(StrEnum):

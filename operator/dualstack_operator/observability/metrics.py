@@ -26,12 +26,12 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dualstack_operator.errors import ApiError
-from dualstack_operator.metrics_auth import MetricsAuth
-from dualstack_operator.models import DriftReason, IPFamily
-from dualstack_operator.plan import PolicyView, Summary
+from dualstack_operator.api.models import DriftReason, IPFamily
+from dualstack_operator.core.errors import ApiError
+from dualstack_operator.core.plan import PolicyView, Summary
+from dualstack_operator.observability.metrics_auth import MetricsAuth
 
-log = logging.getLogger("dualstack_operator.metrics")
+log = logging.getLogger("dualstack_operator.observability.metrics")
 
 # Service patches take milliseconds; a policy pass over thousands of Services, seconds.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from sys import intern
 from typing import Any
 
-from dualstack_operator.decision import Decision, ServiceView, State
-from dualstack_operator.models import DriftReason
+from dualstack_operator.api.models import DriftReason
+from dualstack_operator.core.decision import Decision, ServiceView, State
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 

@@ -15,15 +15,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
-from dualstack_operator.cluster_policy import effective_policies, governs
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.endpoints import SliceView
-from dualstack_operator.errors import ApiError, Expired, Forbidden
-from dualstack_operator.models import IPFamily
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.settings import CacheSettings
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.endpoints import SliceView
+from dualstack_operator.core.errors import ApiError, Expired, Forbidden
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.scope import effective_policies, governs
+from dualstack_operator.runtime.settings import CacheSettings
 
-log = logging.getLogger("dualstack_operator.cache")
+log = logging.getLogger("dualstack_operator.engine.cache")
 
 
 class View(Protocol):

@@ -22,21 +22,21 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from dualstack_operator import metrics as metrics_server
-from dualstack_operator import models
-from dualstack_operator.admission import CONFIGURATION_NAME, self_signed
-from dualstack_operator.admission_sync import NativeAdmission
-from dualstack_operator.cache import ClusterFamilies, ServiceCache, SliceCache, Views
-from dualstack_operator.errors import waiting_out_429
-from dualstack_operator.kubeapi import KubeAPI
-from dualstack_operator.metrics import Metrics
-from dualstack_operator.metrics_auth import MetricsAuth
-from dualstack_operator.peering import PeeringGate
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.queue import WorkQueue
-from dualstack_operator.reconciler import Reconciler, work
-from dualstack_operator.recreate import Recreator
-from dualstack_operator.settings import Admission, Settings
+from dualstack_operator.admission.mutation import CONFIGURATION_NAME, self_signed
+from dualstack_operator.admission.native import NativeAdmission
+from dualstack_operator.api import models
+from dualstack_operator.core.errors import waiting_out_429
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.engine.cache import ClusterFamilies, ServiceCache, SliceCache, Views
+from dualstack_operator.engine.peering import PeeringGate
+from dualstack_operator.engine.queue import WorkQueue
+from dualstack_operator.engine.reconciler import Reconciler, work
+from dualstack_operator.engine.recreation import Recreator
+from dualstack_operator.kube.client import KubeAPI
+from dualstack_operator.observability import metrics as metrics_server
+from dualstack_operator.observability.metrics import Metrics
+from dualstack_operator.observability.metrics_auth import MetricsAuth
+from dualstack_operator.runtime.settings import Admission, Settings
 
 log = logging.getLogger("dualstack_operator")
 

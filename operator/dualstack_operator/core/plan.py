@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dualstack_operator.decision import Decision, ServiceView, State, decide, selects
-from dualstack_operator.models import (
+from dualstack_operator.api.models import (
     CLUSTER_KIND,
     DRIFT_LIST_LIMIT,
     KIND,
@@ -28,7 +27,8 @@ from dualstack_operator.models import (
     IPFamily,
     Mode,
 )
-from dualstack_operator.settings import Admission
+from dualstack_operator.core.decision import Decision, ServiceView, State, decide, selects
+from dualstack_operator.runtime.settings import Admission
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from dualstack_operator.decision import Decision, ServiceView, State
-from dualstack_operator.models import DriftReason
+from dualstack_operator.api.models import DriftReason
+from dualstack_operator.core.decision import Decision, ServiceView, State
 
 Key = tuple[str, str]  # (namespace, name)
 

@@ -15,15 +15,15 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from dualstack_operator.admission import creation_patch
-from dualstack_operator.decision import ServiceView, State
-from dualstack_operator.models import (
+from dualstack_operator.admission.mutation import creation_patch
+from dualstack_operator.api.models import (
     DriftReason,
     IPFamily,
     Mode,
     PrimaryFamilyChange,
 )
-from dualstack_operator.plan import PolicyView, plan_namespace
+from dualstack_operator.core.decision import ServiceView, State
+from dualstack_operator.core.plan import PolicyView, plan_namespace
 
 
 class Verdict(StrEnum):

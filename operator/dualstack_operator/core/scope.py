@@ -13,8 +13,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from dualstack_operator.decision import State, selects
-from dualstack_operator.models import (
+from dualstack_operator.api.models import (
     DRIFT_LIST_LIMIT,
     ClusterDriftEntry,
     ClusterDualStackPolicySpec,
@@ -22,14 +21,15 @@ from dualstack_operator.models import (
     DriftReason,
     IPFamily,
 )
-from dualstack_operator.plan import (
+from dualstack_operator.core.decision import State, selects
+from dualstack_operator.core.plan import (
     PolicyPlan,
     PolicyView,
     admission_path,
     condition,
     outcome_conditions,
 )
-from dualstack_operator.settings import Admission
+from dualstack_operator.runtime.settings import Admission
 
 # Never governed by a cluster policy without a namespaceSelector (nor the operator's own).
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")

@@ -22,9 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dualstack_operator.errors import ApiError, Conflict, NotFound
-from dualstack_operator.models import MAX_ADMISSION_POLICIES, IPFamily
-from dualstack_operator.native_admission import (
+from dualstack_operator.admission.cel import (
     LEGACY_NAMESPACE_LABEL,
     OWNER,
     OWNER_LABEL,
@@ -38,9 +36,11 @@ from dualstack_operator.native_admission import (
     shared_objects,
     spec_hash,
 )
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
+from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.plan import PolicyView
 
-log = logging.getLogger("dualstack_operator.admission")
+log = logging.getLogger("dualstack_operator.admission.mutation")
 
 
 class AdmissionStore(Protocol):

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from dualstack_operator.settings import PeeringSettings
+from dualstack_operator.runtime.settings import PeeringSettings
 
-log = logging.getLogger("dualstack_operator.peering")
+log = logging.getLogger("dualstack_operator.engine.peering")
 
 
 @dataclass(frozen=True)

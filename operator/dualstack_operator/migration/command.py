@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from dualstack_operator import models
-from dualstack_operator.cluster_policy import effective_policies
-from dualstack_operator.decision import ServiceView
-from dualstack_operator.errors import ApiError, waiting_out_429
-from dualstack_operator.kubeapi import KubeAPI
-from dualstack_operator.models import IPFamily
-from dualstack_operator.plan import PolicyView
-from dualstack_operator.report import RENDERERS, build_report
+from dualstack_operator.api import models
+from dualstack_operator.api.models import IPFamily
+from dualstack_operator.core.decision import ServiceView
+from dualstack_operator.core.errors import ApiError, waiting_out_429
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.scope import effective_policies
+from dualstack_operator.kube.client import KubeAPI
+from dualstack_operator.migration.report import RENDERERS, build_report
 
 # The operator's own namespace, which no cluster policy governs without a selector.
 OWN = "dualstack-system"

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dualstack_operator.decision import ServiceView, State, address_families, decide
-from dualstack_operator.models import (
+from dualstack_operator.api.models import (
     GROUP,
     IGNORE_ANNOTATION,
     DriftReason,
@@ -24,7 +23,8 @@ from dualstack_operator.models import (
     IPFamily,
     Mode,
 )
-from dualstack_operator.plan import PolicyView, plan_namespace
+from dualstack_operator.core.decision import ServiceView, State, address_families, decide
+from dualstack_operator.core.plan import PolicyView, plan_namespace
 
 WEBHOOK_ID = "services-ip-families"
 CONFIGURATION_NAME = "dualstack-operator"

@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from dualstack_operator.admission import (
+from dualstack_operator.admission.mutation import (
     CREATE_SERVICES,
     MATCH_CONDITIONS,
     SYSTEM_NAMESPACES,
     audit_warning,
     creation_patch,
 )
-from dualstack_operator.models import (
+from dualstack_operator.api.models import (
     ADMISSION_KIND,
     GROUP,
     MAX_ADMISSION_POLICIES,
@@ -51,7 +51,7 @@ from dualstack_operator.models import (
     IPFamilyPolicy,
     Mode,
 )
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.core.plan import PolicyView
 
 API_VERSION = "admissionregistration.k8s.io/v1"
 OWNER_LABEL = "app.kubernetes.io/managed-by"

@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from dualstack_operator.admission import (
+from dualstack_operator.admission.mutation import (
     CA_INJECTION_ANNOTATION,
     WEBHOOK_ID,
     malformed_review,
@@ -25,12 +25,12 @@ from dualstack_operator.admission import (
     self_signed,
     webhook_configuration,
 )
-from dualstack_operator.cluster_policy import effective_policies
-from dualstack_operator.errors import ApiError, Conflict
-from dualstack_operator.kopf_app import App
-from dualstack_operator.plan import PolicyView
+from dualstack_operator.core.errors import ApiError, Conflict
+from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.scope import effective_policies
+from dualstack_operator.runtime.handlers import App
 
-log = logging.getLogger("dualstack_operator.webhook")
+log = logging.getLogger("dualstack_operator.admission.webhook")
 
 
 @dataclass(frozen=True)
