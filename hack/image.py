@@ -43,6 +43,7 @@ import sys
 
 from dualstack_operator.cli import main
 
+
 sys.exit(main())
 """
 

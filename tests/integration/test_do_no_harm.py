@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 
 from dualstack_operator.admission.mutation import mutation
 from dualstack_operator.api.models import DriftReason, IPFamily, Mode
-from dualstack_operator.core.decision import ServiceView, decide
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.decision import decide
+from dualstack_operator.core.views import PolicyView, ServiceView
 from localcluster import SERVICE_CIDRS, LocalCluster, free_port
 from support.kube import Kubectl, wait_for
 from support.operator_proc import OperatorProcess

@@ -28,7 +28,7 @@ from dualstack_operator.admission.cel import (
 )
 from dualstack_operator.admission.mutation import mutation
 from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView
 from support.kube import Kubectl, KubectlError, wait_for
 
 pytestmark = pytest.mark.cluster

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.core.decision import ServiceView, State, decide
+from dualstack_operator.core.decision import State, decide
+from dualstack_operator.core.views import ServiceView
 from support.decision_cases import CASES, DUAL
 from support.kube import Kubectl, service
 

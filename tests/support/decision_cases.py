@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from dualstack_operator.api.models import DualStackPolicySpec, IPFamily
-from dualstack_operator.core.decision import ServiceView, State
+from dualstack_operator.core.decision import State
+from dualstack_operator.core.views import ServiceView
 
 V4, V6 = IPFamily.IPV4, IPFamily.IPV6
 DUAL = [V4, V6]

@@ -13,20 +13,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.endpoints import SliceView
 from dualstack_operator.core.errors import ApiError, Conflict, Expired, NotFound, Rejected
-from dualstack_operator.core.plan import PolicyView
-from dualstack_operator.engine.cache import (
-    ClusterFamilies,
+from dualstack_operator.core.views import (
     Page,
-    ServiceCache,
+    PeerRecord,
+    PolicyView,
     ServicePage,
-    SliceCache,
-    Views,
+    ServiceView,
+    SliceView,
     WatchEvent,
 )
-from dualstack_operator.engine.peering import PeerRecord
+from dualstack_operator.engine.cache import ClusterFamilies, ServiceCache, SliceCache, Views
 from dualstack_operator.engine.queue import WorkQueue
 from dualstack_operator.engine.reconciler import Reconciler
 from dualstack_operator.observability.metrics import Metrics

@@ -10,7 +10,7 @@ import pytest
 from dualstack_operator.admission.cel import FIELD_ADDRESSES, FIELD_FAMILIES, FIELD_POLICIES
 from dualstack_operator.admission.mutation import creation_patch, mutation
 from dualstack_operator.core.decision import address_families
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView
 from support.decision_cases import DUAL, DUAL6, ONLY4, policy
 
 V4, V6 = "IPv4", "IPv6"

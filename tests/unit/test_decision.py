@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dualstack_operator.api.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
-from dualstack_operator.core.decision import ServiceView, State, decide, selects
+from dualstack_operator.core.decision import State, decide, selects
+from dualstack_operator.core.views import ServiceView
 from support.decision_cases import CASES, V4, V6, policy, svc
 
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from dualstack_operator.api.models import DriftReason
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.endpoints import SliceView, missing_endpoints, ready_by_service
+from dualstack_operator.core.endpoints import missing_endpoints, ready_by_service
+from dualstack_operator.core.views import ServiceView, SliceView
 
 
 def svc(*families: str) -> ServiceView:

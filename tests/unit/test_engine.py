@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.core.endpoints import SliceView
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.views import SliceView
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.reconciler import work
 from dualstack_operator.runtime.settings import CacheSettings, PeeringSettings, ReconcileSettings

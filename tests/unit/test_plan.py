@@ -9,14 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.plan import (
-    Planner,
-    PolicyView,
-    build_status,
-    plan_namespace,
-    status_differs,
-)
+from dualstack_operator.core.plan import Planner, build_status, plan_namespace, status_differs
+from dualstack_operator.core.views import PolicyView, ServiceView
 from support.decision_cases import DUAL, V4, V6, svc
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

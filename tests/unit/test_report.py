@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.migration.report import (
     Verdict,
     build_report,

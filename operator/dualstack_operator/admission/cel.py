@@ -51,7 +51,7 @@ from dualstack_operator.api.models import (
     IPFamilyPolicy,
     Mode,
 )
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView
 
 API_VERSION = "admissionregistration.k8s.io/v1"
 OWNER_LABEL = "app.kubernetes.io/managed-by"

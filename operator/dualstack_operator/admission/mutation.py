@@ -23,8 +23,9 @@ from dualstack_operator.api.models import (
     IPFamily,
     Mode,
 )
-from dualstack_operator.core.decision import ServiceView, State, address_families, decide
-from dualstack_operator.core.plan import PolicyView, plan_namespace
+from dualstack_operator.core.decision import State, address_families, decide
+from dualstack_operator.core.plan import plan_namespace
+from dualstack_operator.core.views import PolicyView, ServiceView
 
 WEBHOOK_ID = "services-ip-families"
 CONFIGURATION_NAME = "dualstack-operator"

@@ -38,7 +38,7 @@ from dualstack_operator.admission.cel import (
 )
 from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView
 
 log = logging.getLogger("dualstack_operator.admission.mutation")
 

@@ -26,8 +26,8 @@ from dualstack_operator.admission.mutation import (
     webhook_configuration,
 )
 from dualstack_operator.core.errors import ApiError, Conflict
-from dualstack_operator.core.plan import PolicyView
 from dualstack_operator.core.scope import effective_policies
+from dualstack_operator.core.views import PolicyView
 from dualstack_operator.runtime.handlers import App
 
 log = logging.getLogger("dualstack_operator.admission.webhook")

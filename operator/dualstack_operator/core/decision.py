@@ -12,12 +12,9 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from sys import intern
 from typing import Any
 
 from dualstack_operator.api.models import (
-    IGNORE_ANNOTATION,
-    RECREATE_ANNOTATION,
     DriftReason,
     DualStackPolicySpec,
     FieldConflicts,
@@ -26,59 +23,13 @@ from dualstack_operator.api.models import (
     LabelSelector,
     Mode,
 )
-from dualstack_operator.core.ownership import family_owners
+from dualstack_operator.core.views import ServiceView
 
 
 class State(StrEnum):
     COMPLIANT = "compliant"
     DRIFTED = "drifted"
     EXCLUDED = "excluded"
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceView:
-    """The few fields of a Service the decision needs: all the operator caches of one.
-
-    Tens of thousands are kept, so it is slotted and its repeated strings (namespace,
-    type, label keys and values, families) are interned.
-    """
-
-    namespace: str
-    name: str
-    resource_version: str
-    labels: Mapping[str, str]
-    ignored: bool
-    type: str
-    headless: bool
-    ip_family_policy: str | None
-    ip_families: tuple[str, ...]
-    recreate: bool = False  # annotated dualstack.dev/recreate=true (a LoadBalancer's consent)
-    # Other field managers holding the family fields through server-side apply, and
-    # the one that last wrote them (managedFields).
-    applied_by: tuple[str, ...] = ()
-    written_by: str | None = None
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> ServiceView:
-        meta = body.get("metadata") or {}
-        spec = body.get("spec") or {}
-        annotations = meta.get("annotations") or {}
-        appliers, writer = family_owners(meta.get("managedFields") or ())
-        policy = spec.get("ipFamilyPolicy")
-        return cls(
-            namespace=intern(str(meta.get("namespace", ""))),
-            name=str(meta.get("name", "")),
-            resource_version=str(meta.get("resourceVersion", "")),
-            labels={intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()},
-            ignored=str(annotations.get(IGNORE_ANNOTATION, "")).lower() == "true",
-            type=intern(str(spec.get("type") or "ClusterIP")),
-            headless=spec.get("clusterIP") == "None",
-            ip_family_policy=intern(str(policy)) if policy else None,
-            ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
-            recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
-            applied_by=tuple(intern(m) for m in appliers),
-            written_by=intern(writer) if writer else None,
-        )
 
 
 @dataclass(frozen=True)

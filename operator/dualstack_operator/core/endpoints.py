@@ -11,50 +11,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from sys import intern
-from typing import Any
 
 from dualstack_operator.api.models import DriftReason
-from dualstack_operator.core.decision import Decision, ServiceView, State
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-
-
-@dataclass(frozen=True, slots=True)
-class SliceView:
-    service: str
-    family: str  # IPv4 or IPv6 (FQDN slices, and slices of no Service, are left out)
-    ready: int  # endpoints that are ready (an unset condition counts as ready, as in the API)
-    namespace: str = ""
-    name: str = ""  # the EndpointSlice's own name
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> SliceView | None:
-        meta = body.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        service = str(labels.get(SERVICE_NAME_LABEL) or "")
-        family = str(body.get("addressType") or "")
-        if not service or family not in ("IPv4", "IPv6"):
-            return None
-        ready = sum(
-            1
-            for e in body.get("endpoints") or []
-            if e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
-        )
-        return cls(
-            intern(service),
-            intern(family),
-            ready,
-            intern(str(meta.get("namespace", ""))),
-            str(meta.get("name", "")),
-        )
-
-    @classmethod
-    def placeholder(cls, body: Mapping[str, Any]) -> SliceView:
-        """A slice that counts for no Service, kept so that its deletion is known."""
-        meta = body.get("metadata") or {}
-        return cls("", "", 0, intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+from dualstack_operator.core.decision import Decision, State
+from dualstack_operator.core.views import ServiceView, SliceView
 
 
 def ready_by_service(slices: Iterable[SliceView]) -> dict[str, dict[str, int]]:

@@ -7,79 +7,24 @@ policies on every pass; nothing is accumulated from events.
 from __future__ import annotations
 
 import datetime
-import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from dualstack_operator.api.models import (
-    CLUSTER_KIND,
     DRIFT_LIST_LIMIT,
-    KIND,
     AdmissionPath,
-    ClusterDualStackPolicySpec,
     Condition,
     DriftEntry,
     DriftReason,
-    DualStackPolicySpec,
     DualStackPolicyStatus,
     IPFamily,
     Mode,
 )
-from dualstack_operator.core.decision import Decision, ServiceView, State, decide, selects
+from dualstack_operator.core.decision import Decision, State, decide, selects
+from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.runtime.settings import Admission
-
-
-@dataclass(frozen=True)
-class PolicyView:
-    """The fields of a DualStackPolicy the operator indexes."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    created: str  # RFC 3339; sorts chronologically
-    spec: DualStackPolicySpec | None  # None: the stored spec failed validation
-    spec_error: str
-    status: Mapping[str, Any]
-    cluster: bool = False  # a ClusterDualStackPolicy (its namespace is "")
-
-    @property
-    def kind(self) -> str:
-        return CLUSTER_KIND if self.cluster else KIND
-
-    @functools.cached_property
-    def spec_json(self) -> str:
-        """The spec as JSON, once per view (a key for what is computed from it)."""
-        return self.spec.model_dump_json() if self.spec is not None else ""
-
-    @functools.cached_property
-    def selector_json(self) -> str:
-        selector = self.spec.service_selector if self.spec is not None else None
-        return selector.model_dump_json(exclude_none=True) if selector is not None else ""
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any], cluster: bool = False) -> PolicyView:
-        meta = body.get("metadata") or {}
-        spec: DualStackPolicySpec | None = None
-        error = ""
-        model = ClusterDualStackPolicySpec if cluster else DualStackPolicySpec
-        try:
-            spec = model.model_validate(body.get("spec") or {})
-        except ValueError as err:  # pydantic.ValidationError is a ValueError
-            error = str(err).splitlines()[0]
-        return cls(
-            namespace=str(meta.get("namespace", "")),
-            name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-            generation=int(meta.get("generation") or 0),
-            created=str(meta.get("creationTimestamp", "")),
-            spec=spec,
-            spec_error=error,
-            status=dict(body.get("status") or {}),
-            cluster=cluster,
-        )
 
 
 @dataclass

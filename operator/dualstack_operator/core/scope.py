@@ -22,13 +22,8 @@ from dualstack_operator.api.models import (
     IPFamily,
 )
 from dualstack_operator.core.decision import State, selects
-from dualstack_operator.core.plan import (
-    PolicyPlan,
-    PolicyView,
-    admission_path,
-    condition,
-    outcome_conditions,
-)
+from dualstack_operator.core.plan import PolicyPlan, admission_path, condition, outcome_conditions
+from dualstack_operator.core.views import PolicyView
 from dualstack_operator.runtime.settings import Admission
 
 # Never governed by a cluster policy without a namespaceSelector (nor the operator's own).

@@ -13,51 +13,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.endpoints import SliceView
 from dualstack_operator.core.errors import ApiError, Expired, Forbidden
-from dualstack_operator.core.plan import PolicyView
 from dualstack_operator.core.scope import effective_policies, governs
+from dualstack_operator.core.views import Page, PolicyView, ServiceView, SliceView, V, WatchEvent
 from dualstack_operator.runtime.settings import CacheSettings
 
 log = logging.getLogger("dualstack_operator.engine.cache")
 
-
-class View(Protocol):
-    """What a reflector keeps of one object: small, with its namespace and name."""
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-
-V = TypeVar("V", bound=View)
-
-
-@dataclass(frozen=True)
-class Page(Generic[V]):
-    items: list[V]
-    resource_version: str  # the list's: where the watch starts
-    continue_token: str | None
-
-
-@dataclass(frozen=True)
-class WatchEvent(Generic[V]):
-    type: str  # ADDED, MODIFIED, DELETED or BOOKMARK
-    resource_version: str
-    item: V | None  # None for a BOOKMARK
-
-    @property
-    def service(self) -> V | None:  # the name the Service cache's callers know
-        return self.item
-
-
-ServicePage = Page[ServiceView]
 
 Lister = Callable[[str | None, int, str | None], Awaitable[Page[V]]]
 Watcher = Callable[[str | None, str, int, int], AsyncIterator[WatchEvent[V]]]

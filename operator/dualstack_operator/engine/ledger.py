@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from dualstack_operator.api.models import DriftReason
-from dualstack_operator.core.decision import Decision, ServiceView, State
+from dualstack_operator.core.decision import Decision, State
+from dualstack_operator.core.views import ServiceView
 
 Key = tuple[str, str]  # (namespace, name)
 

@@ -12,25 +12,12 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from dualstack_operator.core.views import PeerRecord
 from dualstack_operator.runtime.settings import PeeringSettings
 
 log = logging.getLogger("dualstack_operator.engine.peering")
-
-
-@dataclass(frozen=True)
-class PeerRecord:
-    """One replica's entry in kopf's peering object."""
-
-    identity: str
-    priority: int
-    lifetime: float  # seconds
-    lastseen: datetime.datetime
-
-    def alive(self, now: datetime.datetime) -> bool:
-        return self.lastseen + datetime.timedelta(seconds=self.lifetime) > now
 
 
 def rivals(

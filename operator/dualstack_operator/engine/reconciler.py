@@ -18,18 +18,12 @@ from dualstack_operator.admission.mutation import creation_patch
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api import models
 from dualstack_operator.api.models import DriftReason, IPFamily, Mode, PrimaryFamilyChange
-from dualstack_operator.core.decision import Decision, ServiceView, State
+from dualstack_operator.core.decision import Decision, State
 from dualstack_operator.core.endpoints import missing_endpoints, ready_by_service
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound, Rejected
-from dualstack_operator.core.plan import (
-    Planner,
-    PolicyPlan,
-    PolicyView,
-    Summary,
-    build_status,
-    status_differs,
-)
+from dualstack_operator.core.plan import Planner, PolicyPlan, Summary, build_status, status_differs
 from dualstack_operator.core.scope import build_cluster_status
+from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.cache import Views
 from dualstack_operator.engine.ledger import Job, Ledger, Rejection
 from dualstack_operator.engine.peering import PeeringGate

@@ -46,14 +46,18 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from dualstack_operator.admission.cel import Kind
 from dualstack_operator.api import models
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.decision import ServiceView
-from dualstack_operator.core.endpoints import SliceView
 from dualstack_operator.core.errors import ApiError, NotFound, classify, retry_after
 from dualstack_operator.core.ownership import FIELD_MANAGER
-from dualstack_operator.core.plan import PolicyView
-from dualstack_operator.engine.cache import Page, View, WatchEvent
-from dualstack_operator.engine.peering import PeerRecord
-from dualstack_operator.observability.metrics_auth import UserInfo
+from dualstack_operator.core.views import (
+    Page,
+    PeerRecord,
+    PolicyView,
+    ServiceView,
+    SliceView,
+    UserInfo,
+    View,
+    WatchEvent,
+)
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML

@@ -18,10 +18,9 @@ import yaml
 
 from dualstack_operator.api import models
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.decision import ServiceView
 from dualstack_operator.core.errors import ApiError, waiting_out_429
-from dualstack_operator.core.plan import PolicyView
 from dualstack_operator.core.scope import effective_policies
+from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.kube.client import KubeAPI
 from dualstack_operator.migration.report import RENDERERS, build_report
 

@@ -22,8 +22,9 @@ from dualstack_operator.api.models import (
     Mode,
     PrimaryFamilyChange,
 )
-from dualstack_operator.core.decision import ServiceView, State
-from dualstack_operator.core.plan import PolicyView, plan_namespace
+from dualstack_operator.core.decision import State
+from dualstack_operator.core.plan import plan_namespace
+from dualstack_operator.core.views import PolicyView, ServiceView
 
 
 class Verdict(StrEnum):

@@ -28,7 +28,8 @@ from prometheus_client.registry import Collector
 
 from dualstack_operator.api.models import DriftReason, IPFamily
 from dualstack_operator.core.errors import ApiError
-from dualstack_operator.core.plan import PolicyView, Summary
+from dualstack_operator.core.plan import Summary
+from dualstack_operator.core.views import PolicyView
 from dualstack_operator.observability.metrics_auth import MetricsAuth
 
 log = logging.getLogger("dualstack_operator.observability.metrics")

@@ -12,18 +12,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
+
+from dualstack_operator.core.views import UserInfo
 
 CACHE_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Reviewer(Protocol):

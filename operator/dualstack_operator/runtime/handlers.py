@@ -26,7 +26,7 @@ from dualstack_operator.admission.mutation import CONFIGURATION_NAME, self_signe
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api import models
 from dualstack_operator.core.errors import waiting_out_429
-from dualstack_operator.core.plan import PolicyView
+from dualstack_operator.core.views import PolicyView
 from dualstack_operator.engine.cache import ClusterFamilies, ServiceCache, SliceCache, Views
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.queue import WorkQueue

@@ -1,0 +1,212 @@
+"""What the operator keeps of the API's objects: small, immutable views, made once per
+object read (Services by the tens of thousands, so slotted, with interned strings)."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from sys import intern
+from typing import Any, Generic, Protocol, TypeVar
+
+from dualstack_operator.api.models import (
+    CLUSTER_KIND,
+    IGNORE_ANNOTATION,
+    KIND,
+    RECREATE_ANNOTATION,
+    ClusterDualStackPolicySpec,
+    DualStackPolicySpec,
+)
+from dualstack_operator.core.ownership import family_owners
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceView:
+    """The few fields of a Service the decision needs: all the operator caches of one.
+
+    Tens of thousands are kept, so it is slotted and its repeated strings (namespace,
+    type, label keys and values, families) are interned.
+    """
+
+    namespace: str
+    name: str
+    resource_version: str
+    labels: Mapping[str, str]
+    ignored: bool
+    type: str
+    headless: bool
+    ip_family_policy: str | None
+    ip_families: tuple[str, ...]
+    recreate: bool = False  # annotated dualstack.dev/recreate=true (a LoadBalancer's consent)
+    # Other field managers holding the family fields through server-side apply, and
+    # the one that last wrote them (managedFields).
+    applied_by: tuple[str, ...] = ()
+    written_by: str | None = None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ServiceView:
+        meta = body.get("metadata") or {}
+        spec = body.get("spec") or {}
+        annotations = meta.get("annotations") or {}
+        appliers, writer = family_owners(meta.get("managedFields") or ())
+        policy = spec.get("ipFamilyPolicy")
+        return cls(
+            namespace=intern(str(meta.get("namespace", ""))),
+            name=str(meta.get("name", "")),
+            resource_version=str(meta.get("resourceVersion", "")),
+            labels={intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()},
+            ignored=str(annotations.get(IGNORE_ANNOTATION, "")).lower() == "true",
+            type=intern(str(spec.get("type") or "ClusterIP")),
+            headless=spec.get("clusterIP") == "None",
+            ip_family_policy=intern(str(policy)) if policy else None,
+            ip_families=tuple(intern(str(f)) for f in spec.get("ipFamilies") or ()),
+            recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
+            applied_by=tuple(intern(m) for m in appliers),
+            written_by=intern(writer) if writer else None,
+        )
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+@dataclass(frozen=True, slots=True)
+class SliceView:
+    service: str
+    family: str  # IPv4 or IPv6 (FQDN slices, and slices of no Service, are left out)
+    ready: int  # endpoints that are ready (an unset condition counts as ready, as in the API)
+    namespace: str = ""
+    name: str = ""  # the EndpointSlice's own name
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> SliceView | None:
+        meta = body.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        service = str(labels.get(SERVICE_NAME_LABEL) or "")
+        family = str(body.get("addressType") or "")
+        if not service or family not in ("IPv4", "IPv6"):
+            return None
+        ready = sum(
+            1
+            for e in body.get("endpoints") or []
+            if e.get("addresses") and (e.get("conditions") or {}).get("ready") is not False
+        )
+        return cls(
+            intern(service),
+            intern(family),
+            ready,
+            intern(str(meta.get("namespace", ""))),
+            str(meta.get("name", "")),
+        )
+
+    @classmethod
+    def placeholder(cls, body: Mapping[str, Any]) -> SliceView:
+        """A slice that counts for no Service, kept so that its deletion is known."""
+        meta = body.get("metadata") or {}
+        return cls("", "", 0, intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The fields of a DualStackPolicy the operator indexes."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    created: str  # RFC 3339; sorts chronologically
+    spec: DualStackPolicySpec | None  # None: the stored spec failed validation
+    spec_error: str
+    status: Mapping[str, Any]
+    cluster: bool = False  # a ClusterDualStackPolicy (its namespace is "")
+
+    @property
+    def kind(self) -> str:
+        return CLUSTER_KIND if self.cluster else KIND
+
+    @functools.cached_property
+    def spec_json(self) -> str:
+        """The spec as JSON, once per view (a key for what is computed from it)."""
+        return self.spec.model_dump_json() if self.spec is not None else ""
+
+    @functools.cached_property
+    def selector_json(self) -> str:
+        selector = self.spec.service_selector if self.spec is not None else None
+        return selector.model_dump_json(exclude_none=True) if selector is not None else ""
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any], cluster: bool = False) -> PolicyView:
+        meta = body.get("metadata") or {}
+        spec: DualStackPolicySpec | None = None
+        error = ""
+        model = ClusterDualStackPolicySpec if cluster else DualStackPolicySpec
+        try:
+            spec = model.model_validate(body.get("spec") or {})
+        except ValueError as err:  # pydantic.ValidationError is a ValueError
+            error = str(err).splitlines()[0]
+        return cls(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 0),
+            created=str(meta.get("creationTimestamp", "")),
+            spec=spec,
+            spec_error=error,
+            status=dict(body.get("status") or {}),
+            cluster=cluster,
+        )
+
+
+@dataclass(frozen=True)
+class PeerRecord:
+    """One replica's entry in kopf's peering object."""
+
+    identity: str
+    priority: int
+    lifetime: float  # seconds
+    lastseen: datetime.datetime
+
+    def alive(self, now: datetime.datetime) -> bool:
+        return self.lastseen + datetime.timedelta(seconds=self.lifetime) > now
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class View(Protocol):
+    """What a reflector keeps of one object: small, with its namespace and name."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+V = TypeVar("V", bound=View)
+
+
+@dataclass(frozen=True)
+class Page(Generic[V]):
+    items: list[V]
+    resource_version: str  # the list's: where the watch starts
+    continue_token: str | None
+
+
+@dataclass(frozen=True)
+class WatchEvent(Generic[V]):
+    type: str  # ADDED, MODIFIED, DELETED or BOOKMARK
+    resource_version: str
+    item: V | None  # None for a BOOKMARK
+
+    @property
+    def service(self) -> V | None:  # the name the Service cache's callers know
+        return self.item
+
+
+ServicePage = Page[ServiceView]
