@@ -44,6 +44,12 @@ import sys
 from dualstack_operator.cli import main
 
 
+
+
+
+
+
+
 sys.exit(main())
 """
 

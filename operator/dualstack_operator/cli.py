@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from dualstack_operator import __version__
-from dualstack_operator.api.models import ADMISSION_PLURAL, GROUP, PLURAL
+from dualstack_operator.api.models import ADMISSION_PLURAL, GROUP, PLURAL, Admission
 from dualstack_operator.migration import command as plan_command
 from dualstack_operator.runtime.settings import (
-    Admission,
     CacheSettings,
     MetricsSettings,
     PeeringSettings,

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from dualstack_operator.admission.cel import PARAMETER_NAME, POLICY_NAME
-from dualstack_operator.admission.mutation import CONFIGURATION_NAME
+from dualstack_operator.admission.configuration import CONFIGURATION_NAME
 from localcluster import REPO, LocalCluster, free_port
 from support.audit import operator_writes, parameter_writes, service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for

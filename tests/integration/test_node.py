@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dualstack_operator import __version__
-from dualstack_operator.admission.mutation import self_signed
+from dualstack_operator.observability.tls import self_signed
 from image import NAME as IMAGE_NAME
 from localcluster import REPO, LocalCluster
 from localnode import ECHO_IMAGE, NODE_NAME, import_image, kill_container, pod_log

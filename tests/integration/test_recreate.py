@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.engine.recreation import FAULT_ENV, journal_name
+from dualstack_operator.core.recreation import journal_name
+from dualstack_operator.engine.recreation import FAULT_ENV
 from localcluster import LocalCluster
 from support.audit import operator_writes
 from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for

@@ -21,11 +21,10 @@ from dualstack_operator.admission.cel import (
     parameter,
 )
 from dualstack_operator.admission.native import NativeAdmission
-from dualstack_operator.api.models import IPFamily
+from dualstack_operator.api.models import Admission, IPFamily
 from dualstack_operator.cli import AdmissionUnavailable, resolve_admission
 from dualstack_operator.core.errors import Conflict
 from dualstack_operator.core.views import PolicyView
-from dualstack_operator.runtime.settings import Admission
 
 CLUSTER = [IPFamily.IPV4, IPFamily.IPV6]
 PARAMS = "DualStackAdmission"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from dualstack_operator.admission.cel import FIELD_ADDRESSES, FIELD_FAMILIES, FIELD_POLICIES
-from dualstack_operator.admission.mutation import creation_patch, mutation
+from dualstack_operator.admission.mutation import mutation
+from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import address_families
 from dualstack_operator.core.views import PolicyView
 from support.decision_cases import DUAL, DUAL6, ONLY4, policy

@@ -9,7 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dualstack_operator.core.plan import Planner, build_status, plan_namespace, status_differs
+from dualstack_operator.core.plan import Planner, plan_namespace
+from dualstack_operator.core.status import build_status, status_differs
 from dualstack_operator.core.views import PolicyView, ServiceView
 from support.decision_cases import DUAL, V4, V6, svc
 

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from dualstack_operator.core.errors import Conflict, NotFound, Rejected
-from dualstack_operator.engine.recreation import JOURNAL_LABEL, Recreator, recreated_manifest
+from dualstack_operator.core.recreation import recreated_manifest
+from dualstack_operator.engine.recreation import JOURNAL_LABEL, Recreator
 
 FIELDS = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
 

@@ -39,8 +39,6 @@ from dualstack_operator.admission.mutation import (
     CREATE_SERVICES,
     MATCH_CONDITIONS,
     SYSTEM_NAMESPACES,
-    audit_warning,
-    creation_patch,
 )
 from dualstack_operator.api.models import (
     ADMISSION_KIND,
@@ -51,6 +49,7 @@ from dualstack_operator.api.models import (
     IPFamilyPolicy,
     Mode,
 )
+from dualstack_operator.core.creation import audit_warning, creation_patch
 from dualstack_operator.core.views import PolicyView
 
 API_VERSION = "admissionregistration.k8s.io/v1"

@@ -17,17 +17,16 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from dualstack_operator.admission.mutation import (
+from dualstack_operator.admission.configuration import (
     CA_INJECTION_ANNOTATION,
     WEBHOOK_ID,
-    malformed_review,
-    mutation,
-    self_signed,
     webhook_configuration,
 )
+from dualstack_operator.admission.mutation import malformed_review, mutation
 from dualstack_operator.core.errors import ApiError, Conflict
 from dualstack_operator.core.scope import effective_policies
 from dualstack_operator.core.views import PolicyView
+from dualstack_operator.observability.tls import self_signed
 from dualstack_operator.runtime.handlers import App
 
 log = logging.getLogger("dualstack_operator.admission.webhook")

@@ -414,3 +414,10 @@ class DualStackAdmission(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     spec: DualStackAdmissionSpec
+
+
+class Admission(StrEnum):
+    """The mechanism that makes new Services born compliant (``run --admission``)."""
+
+    POLICY = "policy"  # native MutatingAdmissionPolicies, applied by the API server
+    WEBHOOK = "webhook"  # the operator's mutating webhook

@@ -6,25 +6,16 @@ policies on every pass; nothing is accumulated from events.
 
 from __future__ import annotations
 
-import datetime
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from dualstack_operator.api.models import (
-    DRIFT_LIST_LIMIT,
-    AdmissionPath,
-    Condition,
-    DriftEntry,
     DriftReason,
-    DualStackPolicyStatus,
     IPFamily,
-    Mode,
 )
 from dualstack_operator.core.decision import Decision, State, decide, selects
 from dualstack_operator.core.views import PolicyView, ServiceView
-from dualstack_operator.runtime.settings import Admission
 
 
 @dataclass
@@ -145,122 +136,3 @@ class Planner:
 
     def forget(self, namespace: str) -> None:
         self._last.pop(namespace, None)
-
-
-def condition(
-    ctype: str,
-    status: Literal["True", "False"],
-    reason: str,
-    message: str,
-    generation: int,
-    previous: Mapping[str, Any],
-    now: str,
-) -> Condition:
-    """A metav1.Condition; lastTransitionTime moves only when the status flips."""
-    old = next(
-        (c for c in previous.get("conditions") or [] if c.get("type") == ctype),
-        None,
-    )
-    since = now if old is None or old.get("status") != status else old.get("lastTransitionTime")
-    return Condition(
-        type=ctype,
-        status=status,
-        reason=reason,
-        message=message,
-        observedGeneration=generation,
-        lastTransitionTime=since or now,
-    )
-
-
-def admission_path(mode: Mode, admission: Admission | None) -> AdmissionPath | None:
-    """What status.admission says for a policy in this mode under this mechanism."""
-    if admission == Admission.WEBHOOK:
-        return AdmissionPath.WEBHOOK
-    if admission == Admission.POLICY:
-        if mode == Mode.AUDIT:
-            return AdmissionPath.VALIDATING_ADMISSION_POLICY
-        return AdmissionPath.MUTATING_ADMISSION_POLICY
-    return None
-
-
-def outcome_conditions(
-    drifted: int, matched: int, where: str, policy: PolicyView, stamp: str
-) -> list[Condition]:
-    """Ready and Compliant for a policy that was reconciled (``where``: " in N namespaces")."""
-    generation, previous = policy.generation, policy.status
-    if drifted:
-        message = f"{drifted} of {matched} Services drifted{where}"
-        compliant = condition(
-            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
-        )
-    else:
-        message = f"all {matched} Services{where} match"
-        compliant = condition(
-            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
-        )
-    governing = f"governing {matched} Services{where}"
-    ready = condition("Ready", "True", "Reconciling", governing, generation, previous, stamp)
-    return [ready, compliant]
-
-
-def build_status(
-    plan: PolicyPlan,
-    cluster: Sequence[IPFamily],
-    now: datetime.datetime | None = None,
-    admission: Admission | None = None,
-) -> dict[str, Any]:
-    """The policy's status from its decisions (pure; compared before any write)."""
-    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    policy = plan.policy
-    previous = policy.status
-    generation = policy.generation
-    if policy.spec is None:
-        invalid = condition(
-            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
-        )
-        return _dump(DualStackPolicyStatus(observedGeneration=generation, conditions=[invalid]))
-    summary = plan.summary()
-    drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
-    matched = summary.compliant + summary.drifted
-    drift = [
-        DriftEntry(service=name, reason=d.reason or DriftReason.CONFLICT, message=d.message)
-        for name, d in drifted[:DRIFT_LIST_LIMIT]
-    ]
-    ready, compliant = outcome_conditions(len(drifted), matched, "", policy, stamp)
-    return _dump(
-        DualStackPolicyStatus(
-            observedGeneration=generation,
-            clusterIPFamilies=list(cluster),
-            matchedServices=matched,
-            compliantServices=summary.compliant,
-            driftedServices=summary.drifted,
-            excludedServices=summary.excluded,
-            drift=drift,
-            admission=admission_path(policy.spec.mode, admission),
-            conditions=[ready, compliant],
-        )
-    )
-
-
-def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
-    """The status as the API stores it: camelCase, no unset fields, plain strings."""
-    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-OWN_CONDITIONS = frozenset({"Ready", "Compliant"})
-
-
-def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether a status write is needed: only the operator's own fields and conditions
-    count (another controller's condition never causes a write), timestamps never."""
-
-    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(status)
-        out["conditions"] = [
-            {k: v for k, v in c.items() if k != "lastTransitionTime"}
-            for c in status.get("conditions") or []
-            if c.get("type") in OWN_CONDITIONS
-        ]
-        return out
-
-    return strip(current) != strip(desired)

@@ -14,25 +14,31 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from dualstack_operator.admission.mutation import creation_patch
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api import models
-from dualstack_operator.api.models import DriftReason, IPFamily, Mode, PrimaryFamilyChange
+from dualstack_operator.api.models import (
+    Admission,
+    DriftReason,
+    IPFamily,
+    Mode,
+    PrimaryFamilyChange,
+)
+from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import Decision, State
 from dualstack_operator.core.endpoints import missing_endpoints, ready_by_service
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound, Rejected
-from dualstack_operator.core.plan import Planner, PolicyPlan, Summary, build_status, status_differs
-from dualstack_operator.core.scope import build_cluster_status
+from dualstack_operator.core.plan import Planner, PolicyPlan, Summary
+from dualstack_operator.core.recreation import Outcome, describe_fields, recreatable
+from dualstack_operator.core.status import build_cluster_status, build_status, status_differs
 from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.cache import Views
 from dualstack_operator.engine.ledger import Job, Ledger, Rejection
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.queue import WorkQueue
-from dualstack_operator.engine.recreation import Outcome, Recreator
+from dualstack_operator.engine.recreation import Recreator
 from dualstack_operator.engine.throttle import Throttle
-from dualstack_operator.migration.report import describe_fields, recreatable
 from dualstack_operator.observability.metrics import Metrics
-from dualstack_operator.runtime.settings import Admission, ReconcileSettings
+from dualstack_operator.runtime.settings import ReconcileSettings
 
 log = logging.getLogger("dualstack_operator")
 

@@ -17,10 +17,10 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.recreation import Entry, Outcome, journal_name, recreated_manifest
 
 log = logging.getLogger("dualstack_operator.engine.recreation")
 
@@ -28,20 +28,6 @@ OWNER_LABEL = "app.kubernetes.io/managed-by"
 OWNER = "dualstack-operator"
 JOURNAL_LABEL = "dualstack.dev/journal"  # "recreate"; "superseded" once the name was taken
 NAMESPACE_LABEL = "dualstack.dev/namespace"
-# Fields the server allocates or keeps for itself: a new Service gets its own.
-_SERVER_META = (
-    "uid",
-    "resourceVersion",
-    "creationTimestamp",
-    "generation",
-    "managedFields",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "selfLink",
-)
-_ALLOCATED_SPEC = ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy")
-# Added by the cloud provider's controller once it has a load balancer: not ours to copy.
-_SERVER_FINALIZERS = ("service.kubernetes.io/load-balancer-cleanup",)
 FAULT_ENV = "DUALSTACK_FAULT_POINTS"
 
 
@@ -50,26 +36,6 @@ def fault_point(name: str) -> None:
     if name in os.environ.get(FAULT_ENV, "").split(","):
         log.warning("fault point %s: killing the process", name)
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def recreated_manifest(service: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The Service to create again: all of it but the allocated fields, with ``fields`` set.
-
-    Labels, annotations, owner references, ports with their nodePorts, selector,
-    session affinity, traffic policies, publishNotReadyAddresses... are kept as
-    they are; clusterIPs are left to the server (that is the point).
-    """
-    meta = {k: v for k, v in (service.get("metadata") or {}).items() if k not in _SERVER_META}
-    finalizers = [f for f in meta.pop("finalizers", None) or [] if f not in _SERVER_FINALIZERS]
-    if finalizers:
-        meta["finalizers"] = finalizers
-    spec = {k: v for k, v in (service.get("spec") or {}).items() if k not in _ALLOCATED_SPEC}
-    spec.update(fields)
-    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
-
-
-def journal_name(namespace: str, name: str) -> str:
-    return f"recreate.{namespace}.{name}"
 
 
 class RecreateStore(Protocol):
@@ -90,43 +56,6 @@ class RecreateStore(Protocol):
     async def label_configmap(self, namespace: str, name: str, labels: dict[str, str]) -> None: ...
 
     async def delete_configmap(self, namespace: str, name: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One journaled recreation: the manifest to create, and the Service it replaces."""
-
-    namespace: str
-    service: str
-    policy: str
-    old_uid: str
-    manifest: dict[str, Any]
-    policy_kind: str = "DualStackPolicy"  # or ClusterDualStackPolicy
-
-    @classmethod
-    def of(cls, configmap: Mapping[str, Any]) -> Entry:
-        data = configmap.get("data") or {}
-        manifest = json.loads(data["manifest"])
-        meta = manifest["metadata"]
-        return cls(
-            meta["namespace"],
-            meta["name"],
-            data.get("policy", ""),
-            data["uid"],
-            manifest,
-            data.get("policyKind", "DualStackPolicy"),
-        )
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt at ``entry`` did: ``done`` once the new Service exists (or the
-    name is someone else's); a message either way."""
-
-    entry: Entry
-    done: bool
-    message: str
-    created: dict[str, Any] | None = None
 
 
 class Recreator:

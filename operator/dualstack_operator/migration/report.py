@@ -15,15 +15,16 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from dualstack_operator.admission.mutation import creation_patch
 from dualstack_operator.api.models import (
     DriftReason,
     IPFamily,
     Mode,
     PrimaryFamilyChange,
 )
+from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import plan_namespace
+from dualstack_operator.core.recreation import describe_fields, recreatable, recreation_risk
 from dualstack_operator.core.views import PolicyView, ServiceView
 
 
@@ -33,33 +34,6 @@ class Verdict(StrEnum):
     RECREATE = "Recreate"  # the primary family is wrong: only a new Service fixes it
     BLOCKED = "Blocked"  # nothing can be written (the cluster lacks a family)
     EXCLUDED = "Excluded"  # ExternalName or opted out
-
-
-RECREATABLE_TYPES = ("ClusterIP", "NodePort")
-
-
-def recreation_risk(svc: ServiceView) -> str:
-    """What a user loses when this Service is deleted and created again."""
-    if svc.type == "LoadBalancer":
-        risk = "new clusterIPs; the external address may change"
-        if not svc.recreate:
-            risk += " (recreated only with dualstack.dev/recreate=true on the Service)"
-        return risk
-    if svc.type == "NodePort":
-        return "new clusterIPs; nodePorts kept"
-    return "new clusterIPs: clients that hard-code the old ones break"
-
-
-def recreatable(svc: ServiceView) -> bool:
-    """Whether the operator may recreate this Service (given a Recreate policy)."""
-    return not svc.headless and (
-        svc.type in RECREATABLE_TYPES or (svc.type == "LoadBalancer" and svc.recreate)
-    )
-
-
-def describe_fields(policy: str | None, families: Sequence[str]) -> str:
-    """ipFamilyPolicy [families], as the plan and the recreation Events print them."""
-    return f"{policy or '-'} [{', '.join(families)}]"
 
 
 @dataclass(frozen=True)

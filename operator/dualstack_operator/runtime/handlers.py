@@ -11,20 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import ssl
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import kopf
 from aiohttp import web
 
-from dualstack_operator.admission.mutation import CONFIGURATION_NAME, self_signed
+from dualstack_operator.admission.configuration import CONFIGURATION_NAME
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api import models
+from dualstack_operator.api.models import Admission
 from dualstack_operator.core.errors import waiting_out_429
 from dualstack_operator.core.views import PolicyView
 from dualstack_operator.engine.cache import ClusterFamilies, ServiceCache, SliceCache, Views
@@ -36,7 +33,8 @@ from dualstack_operator.kube.client import KubeAPI
 from dualstack_operator.observability import metrics as metrics_server
 from dualstack_operator.observability.metrics import Metrics
 from dualstack_operator.observability.metrics_auth import MetricsAuth
-from dualstack_operator.runtime.settings import Admission, Settings
+from dualstack_operator.observability.tls import metrics_tls
+from dualstack_operator.runtime.settings import Settings
 
 log = logging.getLogger("dualstack_operator")
 
@@ -166,19 +164,6 @@ class App:
         if self.metrics_runner is not None:
             await self.metrics_runner.cleanup()
         await self.api.close()
-
-
-def metrics_tls(cert_dir: Path | None) -> ssl.SSLContext:
-    """The metrics server's TLS: tls.crt and tls.key from a Secret, else self-signed
-    (Prometheus then scrapes with insecure_skip_verify, as for controller-runtime)."""
-    if cert_dir is not None:
-        cert, key = cert_dir / "tls.crt", cert_dir / "tls.key"
-    else:
-        hosts = [socket.gethostname(), "localhost", "127.0.0.1"]
-        cert, key, _ = self_signed(Path(tempfile.mkdtemp(prefix="dualstack-metrics-")), hosts)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert), str(key))
-    return context
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -6,17 +6,11 @@ The command line fills these; tests build them directly with small intervals.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
+from dualstack_operator.api.models import Admission
+
 DEFAULT_REJECT_BACKOFF = (10.0, 30.0, 60.0, 120.0, 300.0)
-
-
-class Admission(StrEnum):
-    """The mechanism that makes new Services born compliant (``run --admission``)."""
-
-    POLICY = "policy"  # native MutatingAdmissionPolicies, applied by the API server
-    WEBHOOK = "webhook"  # the operator's mutating webhook
 
 
 @dataclass(frozen=True)

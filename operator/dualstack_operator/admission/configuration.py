@@ -1,0 +1,71 @@
+"""The MutatingWebhookConfiguration: as narrow and as harmless as it can be."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dualstack_operator.admission.mutation import (
+    CREATE_SERVICES,
+    MATCH_CONDITIONS,
+    SYSTEM_NAMESPACES,
+)
+from dualstack_operator.api.models import GROUP
+
+WEBHOOK_ID = "services-ip-families"
+
+
+CONFIGURATION_NAME = "dualstack-operator"
+
+
+TIMEOUT_SECONDS = 3  # the API server waits at most this long, then ignores us
+
+
+CA_INJECTION_ANNOTATION = "cert-manager.io/inject-ca-from"
+
+
+def webhook_configuration(
+    client_config: dict[str, Any], namespaces: Sequence[str], own_namespace: str | None
+) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration, as narrow and as harmless as it can be.
+
+    failurePolicy Ignore and a short timeout: the operator being down, slow or
+    wrong never blocks Service creation. Only CREATE of Services, only the watched
+    namespaces (or all but the system ones), never ExternalName or opted-out ones.
+    """
+    if namespaces:
+        ns_selector: dict[str, Any] = {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(namespaces)}
+            ]
+        }
+    else:
+        skip = [*SYSTEM_NAMESPACES, *([own_namespace] if own_namespace else [])]
+        ns_selector = {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": skip}
+            ]
+        }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {
+            "name": CONFIGURATION_NAME,
+            "labels": {"app.kubernetes.io/name": "dualstack-operator"},
+        },
+        "webhooks": [
+            {
+                "name": f"services.{GROUP}",
+                "clientConfig": client_config,
+                "rules": [CREATE_SERVICES],
+                "namespaceSelector": ns_selector,
+                "matchConditions": MATCH_CONDITIONS,
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": TIMEOUT_SECONDS,
+                "admissionReviewVersions": ["v1"],
+                "matchPolicy": "Equivalent",
+                "reinvocationPolicy": "Never",
+            }
+        ],
+    }

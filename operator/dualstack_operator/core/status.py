@@ -1,0 +1,189 @@
+"""A policy's status, computed from its plan (pure; compared before any write)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from dualstack_operator.api.models import (
+    DRIFT_LIST_LIMIT,
+    Admission,
+    AdmissionPath,
+    ClusterDriftEntry,
+    ClusterDualStackPolicyStatus,
+    Condition,
+    DriftEntry,
+    DriftReason,
+    DualStackPolicyStatus,
+    IPFamily,
+    Mode,
+)
+from dualstack_operator.core.decision import State
+from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.views import PolicyView
+
+
+def condition(
+    ctype: str,
+    status: Literal["True", "False"],
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Any],
+    now: str,
+) -> Condition:
+    """A metav1.Condition; lastTransitionTime moves only when the status flips."""
+    old = next(
+        (c for c in previous.get("conditions") or [] if c.get("type") == ctype),
+        None,
+    )
+    since = now if old is None or old.get("status") != status else old.get("lastTransitionTime")
+    return Condition(
+        type=ctype,
+        status=status,
+        reason=reason,
+        message=message,
+        observedGeneration=generation,
+        lastTransitionTime=since or now,
+    )
+
+
+def admission_path(mode: Mode, admission: Admission | None) -> AdmissionPath | None:
+    """What status.admission says for a policy in this mode under this mechanism."""
+    if admission == Admission.WEBHOOK:
+        return AdmissionPath.WEBHOOK
+    if admission == Admission.POLICY:
+        if mode == Mode.AUDIT:
+            return AdmissionPath.VALIDATING_ADMISSION_POLICY
+        return AdmissionPath.MUTATING_ADMISSION_POLICY
+    return None
+
+
+def outcome_conditions(
+    drifted: int, matched: int, where: str, policy: PolicyView, stamp: str
+) -> list[Condition]:
+    """Ready and Compliant for a policy that was reconciled (``where``: " in N namespaces")."""
+    generation, previous = policy.generation, policy.status
+    if drifted:
+        message = f"{drifted} of {matched} Services drifted{where}"
+        compliant = condition(
+            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
+        )
+    else:
+        message = f"all {matched} Services{where} match"
+        compliant = condition(
+            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
+        )
+    governing = f"governing {matched} Services{where}"
+    ready = condition("Ready", "True", "Reconciling", governing, generation, previous, stamp)
+    return [ready, compliant]
+
+
+def build_status(
+    plan: PolicyPlan,
+    cluster: Sequence[IPFamily],
+    now: datetime.datetime | None = None,
+    admission: Admission | None = None,
+) -> dict[str, Any]:
+    """The policy's status from its decisions (pure; compared before any write)."""
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    policy = plan.policy
+    previous = policy.status
+    generation = policy.generation
+    if policy.spec is None:
+        invalid = condition(
+            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
+        )
+        return _dump(DualStackPolicyStatus(observedGeneration=generation, conditions=[invalid]))
+    summary = plan.summary()
+    drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
+    matched = summary.compliant + summary.drifted
+    drift = [
+        DriftEntry(service=name, reason=d.reason or DriftReason.CONFLICT, message=d.message)
+        for name, d in drifted[:DRIFT_LIST_LIMIT]
+    ]
+    ready, compliant = outcome_conditions(len(drifted), matched, "", policy, stamp)
+    return _dump(
+        DualStackPolicyStatus(
+            observedGeneration=generation,
+            clusterIPFamilies=list(cluster),
+            matchedServices=matched,
+            compliantServices=summary.compliant,
+            driftedServices=summary.drifted,
+            excludedServices=summary.excluded,
+            drift=drift,
+            admission=admission_path(policy.spec.mode, admission),
+            conditions=[ready, compliant],
+        )
+    )
+
+
+def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
+    """The status as the API stores it: camelCase, no unset fields, plain strings."""
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+OWN_CONDITIONS = frozenset({"Ready", "Compliant"})
+
+
+def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether a status write is needed: only the operator's own fields and conditions
+    count (another controller's condition never causes a write), timestamps never."""
+
+    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(status)
+        out["conditions"] = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in status.get("conditions") or []
+            if c.get("type") in OWN_CONDITIONS
+        ]
+        return out
+
+    return strip(current) != strip(desired)
+
+
+def build_cluster_status(
+    policy: PolicyView,
+    parts: Mapping[str, PolicyPlan],
+    cluster: Sequence[IPFamily],
+    admission: Admission | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The status of a cluster policy from its settled plan in each governed namespace."""
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous, generation = policy.status, policy.generation
+    if policy.spec is None:
+        invalid = condition(
+            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
+        )
+        status = ClusterDualStackPolicyStatus(observedGeneration=generation, conditions=[invalid])
+        return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    compliant = drifted = excluded = 0
+    drift: list[tuple[str, str, DriftReason, str]] = []
+    for ns in sorted(parts):
+        summary = parts[ns].summary()
+        compliant, drifted = compliant + summary.compliant, drifted + summary.drifted
+        excluded += summary.excluded
+        for name, d in sorted(parts[ns].decisions.items()):
+            if d.state == State.DRIFTED:
+                drift.append((ns, name, d.reason or DriftReason.CONFLICT, d.message))
+    matched = compliant + drifted
+    where = f" in {len(parts)} namespaces"
+    ready, compliance = outcome_conditions(len(drift), matched, where, policy, stamp)
+    status = ClusterDualStackPolicyStatus(
+        observedGeneration=generation,
+        clusterIPFamilies=list(cluster),
+        governedNamespaces=len(parts),
+        matchedServices=matched,
+        compliantServices=compliant,
+        driftedServices=drifted,
+        excludedServices=excluded,
+        drift=[
+            ClusterDriftEntry(namespace=ns, service=name, reason=reason, message=message)
+            for ns, name, reason, message in drift[:DRIFT_LIST_LIMIT]
+        ],
+        admission=admission_path(policy.spec.mode, admission),
+        conditions=[ready, compliance],
+    )
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
