@@ -39,7 +39,7 @@ from benchkit import (
     stop_operator,
 )
 from dualstack_operator.admission.cel import POLICY_NAME
-from dualstack_operator.api.models import ADMISSION_PLURAL
+from dualstack_operator.api.names import ADMISSION_PLURAL
 from localcluster import REPO, LocalCluster, free_port
 
 SPEC = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}

@@ -14,9 +14,8 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
+from dualstack_operator.api.names import GROUP, VERSION
 from localcluster import REPO, LocalCluster
-
-GROUP, VERSION, PLURAL = "dualstack.dev", "v1alpha1", "dualstackpolicies"
 
 
 async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:

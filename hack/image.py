@@ -42,6 +42,8 @@ LAUNCHER = """#!/usr/bin/python3
 import sys
 
 from dualstack_operator.cli import main
+from dualstack_operator.api.names import NAME
+
 
 
 

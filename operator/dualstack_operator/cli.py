@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from dualstack_operator import __version__
-from dualstack_operator.api.models import ADMISSION_PLURAL, GROUP, PLURAL, Admission
+from dualstack_operator.api.models import Admission
+from dualstack_operator.api.names import ADMISSION_PLURAL, GROUP, NAME, PLURAL
 from dualstack_operator.migration import command as plan_command
 from dualstack_operator.runtime.settings import (
     CacheSettings,
@@ -31,7 +32,7 @@ log = logging.getLogger("dualstack_operator")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="dualstack-operator",
+        prog=NAME,
         description="Makes every Service in a namespace match its DualStackPolicy.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -9,19 +9,10 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.admission.cel import (
-    LEGACY_NAMESPACE_LABEL,
-    OWNER,
-    OWNER_LABEL,
-    PARAMETER_NAME,
-    POLICY_NAME,
-    PROBE_LABEL,
-    PROBED,
-    Kind,
-    parameter,
-)
+from dualstack_operator.admission.cel import PARAMETER_NAME, POLICY_NAME, PROBED, Kind, parameter
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api.models import Admission, IPFamily
+from dualstack_operator.api.names import MANAGED_BY_LABEL, NAME, OWNED_NAMESPACE_LABEL, PROBE_LABEL
 from dualstack_operator.cli import AdmissionUnavailable, resolve_admission
 from dualstack_operator.core.errors import Conflict
 from dualstack_operator.core.views import PolicyView
@@ -109,7 +100,7 @@ class Store:
         """A namespace's per-namespace objects, as an earlier version made them."""
         for kind in Kind:
             name = f"dualstack.dev.{namespace}"
-            labels = {OWNER_LABEL: OWNER, LEGACY_NAMESPACE_LABEL: namespace}
+            labels = {MANAGED_BY_LABEL: NAME, OWNED_NAMESPACE_LABEL: namespace}
             body = {"kind": str(kind), "metadata": {"name": name, "labels": labels}}
             self.objects[(str(kind), "", name)] = self._stamp(body)
 

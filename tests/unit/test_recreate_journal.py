@@ -7,9 +7,10 @@ import copy
 import json
 from typing import Any
 
+from dualstack_operator.api.names import JOURNAL_LABEL
 from dualstack_operator.core.errors import Conflict, NotFound, Rejected
 from dualstack_operator.core.recreation import recreated_manifest
-from dualstack_operator.engine.recreation import JOURNAL_LABEL, Recreator
+from dualstack_operator.engine.recreation import Recreator
 
 FIELDS = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
 

@@ -35,35 +35,27 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from dualstack_operator.admission.mutation import (
-    CREATE_SERVICES,
-    MATCH_CONDITIONS,
-    SYSTEM_NAMESPACES,
-)
-from dualstack_operator.api.models import (
+from dualstack_operator.admission.mutation import CREATE_SERVICES, MATCH_CONDITIONS
+from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily, IPFamilyPolicy, Mode
+from dualstack_operator.api.names import (
     ADMISSION_KIND,
-    GROUP,
-    MAX_ADMISSION_POLICIES,
-    VERSION,
-    IPFamily,
-    IPFamilyPolicy,
-    Mode,
+    API_VERSION,
+    HASH_ANNOTATION,
+    MANAGED_BY_LABEL,
+    NAME,
+    NAMESPACE_NAME_LABEL,
+    PROBE_LABEL,
+    SYSTEM_NAMESPACES,
 )
 from dualstack_operator.core.creation import audit_warning, creation_patch
 from dualstack_operator.core.views import PolicyView
 
-API_VERSION = "admissionregistration.k8s.io/v1"
-OWNER_LABEL = "app.kubernetes.io/managed-by"
-OWNER = "dualstack-operator"
-HASH_ANNOTATION = "dualstack.dev/spec-hash"
+ADMISSION_API = "admissionregistration.k8s.io/v1"
 POLICY_NAME = "services.dualstack.dev"  # the shared policies and their bindings
 PARAMETER_NAME = "dualstack-admission"  # the DualStackAdmission in each governed namespace
-NAME_LABEL = "kubernetes.io/metadata.name"
 # Per-namespace objects of earlier versions (dualstack.dev.<namespace>), removed once the
 # shared policy serves.
-LEGACY_NAMESPACE_LABEL = "dualstack.dev/namespace"
 # A dry-run probe labelled so comes back relabelled once the shared mutating policy serves.
-PROBE_LABEL = "dualstack.dev/admission-probe"
 PROBED = "served"
 
 
@@ -281,12 +273,12 @@ def parameter(
     if warnings:
         spec["warnings"] = warnings
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": ADMISSION_KIND,
         "metadata": {
             "name": PARAMETER_NAME,
             "namespace": namespace,
-            "labels": {OWNER_LABEL: OWNER},
+            "labels": {MANAGED_BY_LABEL: NAME},
             "annotations": {HASH_ANNOTATION: parameter_digest(ordered, cluster) or ""},
         },
         "spec": spec,
@@ -325,11 +317,11 @@ _MUTATE = (
 
 def _object(kind: Kind, spec: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": ADMISSION_API,
         "kind": str(kind),
         "metadata": {
             "name": POLICY_NAME,
-            "labels": {OWNER_LABEL: OWNER},
+            "labels": {MANAGED_BY_LABEL: NAME},
             "annotations": {HASH_ANNOTATION: digest(spec)},
         },
         "spec": spec,
@@ -340,7 +332,7 @@ def shared_objects() -> list[dict[str, Any]]:
     """The four objects every governed namespace shares, in the order they are created
     (bindings after their policies)."""
     common = {
-        "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": ADMISSION_KIND},
+        "paramKind": {"apiVersion": API_VERSION, "kind": ADMISSION_KIND},
         # What webhook_configuration asks of the API server, in a policy's terms.
         "matchConstraints": {"resourceRules": [CREATE_SERVICES]},
         "matchConditions": MATCH_CONDITIONS,
@@ -384,7 +376,11 @@ def shared_objects() -> list[dict[str, Any]]:
         "matchResources": {
             "namespaceSelector": {
                 "matchExpressions": [
-                    {"key": NAME_LABEL, "operator": "NotIn", "values": list(SYSTEM_NAMESPACES)}
+                    {
+                        "key": NAMESPACE_NAME_LABEL,
+                        "operator": "NotIn",
+                        "values": list(SYSTEM_NAMESPACES),
+                    }
                 ]
             }
         },

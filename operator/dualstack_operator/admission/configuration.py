@@ -5,23 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dualstack_operator.admission.mutation import (
-    CREATE_SERVICES,
-    MATCH_CONDITIONS,
-    SYSTEM_NAMESPACES,
-)
-from dualstack_operator.api.models import GROUP
+from dualstack_operator.admission.mutation import CREATE_SERVICES, MATCH_CONDITIONS
+from dualstack_operator.api.names import APP_NAME_LABEL, GROUP, NAME, SYSTEM_NAMESPACES
 
 WEBHOOK_ID = "services-ip-families"
 
 
-CONFIGURATION_NAME = "dualstack-operator"
+CONFIGURATION_NAME = NAME
 
 
 TIMEOUT_SECONDS = 3  # the API server waits at most this long, then ignores us
-
-
-CA_INJECTION_ANNOTATION = "cert-manager.io/inject-ca-from"
 
 
 def webhook_configuration(
@@ -51,7 +44,7 @@ def webhook_configuration(
         "kind": "MutatingWebhookConfiguration",
         "metadata": {
             "name": CONFIGURATION_NAME,
-            "labels": {"app.kubernetes.io/name": "dualstack-operator"},
+            "labels": {APP_NAME_LABEL: NAME},
         },
         "webhooks": [
             {

@@ -12,18 +12,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dualstack_operator.api.models import (
-    IGNORE_ANNOTATION,
-    DriftReason,
-    IPFamily,
-    Mode,
-)
+from dualstack_operator.api.models import DriftReason, IPFamily, Mode
+from dualstack_operator.api.names import IGNORE_ANNOTATION
 from dualstack_operator.core.creation import audit_warning, creation_patch
 from dualstack_operator.core.decision import State, address_families
 from dualstack_operator.core.plan import plan_namespace
 from dualstack_operator.core.views import PolicyView, ServiceView
-
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dualstack_operator.admission.cel import (
-    LEGACY_NAMESPACE_LABEL,
-    OWNER,
-    OWNER_LABEL,
     PARAMETER_NAME,
     POLICY_NAME,
-    PROBE_LABEL,
     PROBED,
     Kind,
     parameter,
@@ -37,6 +33,7 @@ from dualstack_operator.admission.cel import (
     spec_hash,
 )
 from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
+from dualstack_operator.api.names import MANAGED_BY_LABEL, NAME, OWNED_NAMESPACE_LABEL, PROBE_LABEL
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
 from dualstack_operator.core.views import PolicyView
 
@@ -82,7 +79,7 @@ class Seen:
         return cls(hash=spec_hash(obj), resource_version=str(meta.get("resourceVersion", "")))
 
 
-SELECTOR = f"{OWNER_LABEL}={OWNER}"
+SELECTOR = f"{MANAGED_BY_LABEL}={NAME}"
 
 
 class NativeAdmission:
@@ -125,7 +122,7 @@ class NativeAdmission:
                 continue
             for obj in items:
                 meta = obj["metadata"]
-                namespace = str((meta.get("labels") or {}).get(LEGACY_NAMESPACE_LABEL, ""))
+                namespace = str((meta.get("labels") or {}).get(OWNED_NAMESPACE_LABEL, ""))
                 if meta["name"] == POLICY_NAME:
                     shared[kind] = Seen.of(obj)
                 elif namespace and (not self.watched or namespace in self.watched):

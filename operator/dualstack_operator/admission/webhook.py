@@ -17,12 +17,9 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from dualstack_operator.admission.configuration import (
-    CA_INJECTION_ANNOTATION,
-    WEBHOOK_ID,
-    webhook_configuration,
-)
+from dualstack_operator.admission.configuration import WEBHOOK_ID, webhook_configuration
 from dualstack_operator.admission.mutation import malformed_review, mutation
+from dualstack_operator.api.names import CA_INJECTION_ANNOTATION
 from dualstack_operator.core.errors import ApiError, Conflict
 from dualstack_operator.core.scope import effective_policies
 from dualstack_operator.core.views import PolicyView

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from dualstack_operator.api import models
+from dualstack_operator.api import models, names
 
 _DROP = {"title", "$defs"}
 
@@ -102,10 +102,10 @@ def _policy_columns(cluster: bool) -> list[dict[str, Any]]:
 
 
 POLICY = Kind(
-    models.KIND,
-    models.PLURAL,
-    models.SINGULAR,
-    models.SHORT_NAMES,
+    names.KIND,
+    names.PLURAL,
+    names.SINGULAR,
+    names.SHORT_NAMES,
     models.DualStackPolicy,
     models.DualStackPolicySpec,
     models.DualStackPolicyStatus,
@@ -114,10 +114,10 @@ POLICY = Kind(
     "dualstackpolicy.yaml",
 )
 CLUSTER_POLICY = Kind(
-    models.CLUSTER_KIND,
-    models.CLUSTER_PLURAL,
-    models.CLUSTER_SINGULAR,
-    models.CLUSTER_SHORT_NAMES,
+    names.CLUSTER_KIND,
+    names.CLUSTER_PLURAL,
+    names.CLUSTER_SINGULAR,
+    names.CLUSTER_SHORT_NAMES,
     models.ClusterDualStackPolicy,
     models.ClusterDualStackPolicySpec,
     models.ClusterDualStackPolicyStatus,
@@ -126,9 +126,9 @@ CLUSTER_POLICY = Kind(
     "clusterdualstackpolicy.yaml",
 )
 ADMISSION = Kind(
-    models.ADMISSION_KIND,
-    models.ADMISSION_PLURAL,
-    models.ADMISSION_SINGULAR,
+    names.ADMISSION_KIND,
+    names.ADMISSION_PLURAL,
+    names.ADMISSION_SINGULAR,
     [],
     models.DualStackAdmission,
     models.DualStackAdmissionSpec,
@@ -151,7 +151,7 @@ def crd(kind: Kind = POLICY) -> dict[str, Any]:
         "metadata": {"type": "object"},
         "spec": openapi_schema(kind.spec),
     }
-    version: dict[str, Any] = {"name": models.VERSION, "served": True, "storage": True}
+    version: dict[str, Any] = {"name": names.VERSION, "served": True, "storage": True}
     if kind.status is not None:
         properties["status"] = openapi_schema(kind.status)
         version["subresources"] = {"status": {}}
@@ -164,22 +164,22 @@ def crd(kind: Kind = POLICY) -> dict[str, Any]:
             "properties": properties,
         }
     }
-    names: dict[str, Any] = {
+    naming: dict[str, Any] = {
         "kind": kind.kind,
         "listKind": f"{kind.kind}List",
         "plural": kind.plural,
         "singular": kind.singular,
     }
     if kind.short_names:
-        names["shortNames"] = kind.short_names
+        naming["shortNames"] = kind.short_names
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.plural}.{models.GROUP}"},
+        "metadata": {"name": f"{kind.plural}.{names.GROUP}"},
         "spec": {
-            "group": models.GROUP,
+            "group": names.GROUP,
             "scope": kind.scope,
-            "names": names,
+            "names": naming,
             "versions": [version],
         },
     }

@@ -13,22 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-GROUP = "dualstack.dev"
-VERSION = "v1alpha1"
-KIND = "DualStackPolicy"
-PLURAL = "dualstackpolicies"
-SINGULAR = "dualstackpolicy"
-SHORT_NAMES = ["dsp"]
-CLUSTER_KIND = "ClusterDualStackPolicy"
-CLUSTER_PLURAL = "clusterdualstackpolicies"
-CLUSTER_SINGULAR = "clusterdualstackpolicy"
-CLUSTER_SHORT_NAMES = ["cdsp"]
-ADMISSION_KIND = "DualStackAdmission"
-ADMISSION_PLURAL = "dualstackadmissions"
-ADMISSION_SINGULAR = "dualstackadmission"
 MAX_ADMISSION_POLICIES = 32  # policies one namespace's admission table can chain
-IGNORE_ANNOTATION = "dualstack.dev/ignore"
-RECREATE_ANNOTATION = "dualstack.dev/recreate"  # a LoadBalancer's own consent to recreation
 DRIFT_LIST_LIMIT = 50
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-FIELD_MANAGER = "dualstack-operator"
+from dualstack_operator.api.names import FIELD_MANAGER
+
 FAMILY_FIELDS = ("f:ipFamilyPolicy", "f:ipFamilies")
 
 

@@ -14,12 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dualstack_operator.api.models import (
     ClusterDualStackPolicySpec,
 )
+from dualstack_operator.api.names import NAMESPACE_NAME_LABEL, SYSTEM_NAMESPACES
 from dualstack_operator.core.decision import selects
 from dualstack_operator.core.views import PolicyView
 
 # Never governed by a cluster policy without a namespaceSelector (nor the operator's own).
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
-NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def governs(
@@ -31,7 +30,7 @@ def governs(
         return False
     if spec.namespace_selector is None:
         return namespace not in SYSTEM_NAMESPACES and namespace != own_namespace
-    return selects(spec.namespace_selector, {NAME_LABEL: namespace, **labels})
+    return selects(spec.namespace_selector, {NAMESPACE_NAME_LABEL: namespace, **labels})
 
 
 def effective_policies(

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, Generic, Protocol, TypeVar
 
-from dualstack_operator.api.models import (
+from dualstack_operator.api.models import ClusterDualStackPolicySpec, DualStackPolicySpec
+from dualstack_operator.api.names import (
     CLUSTER_KIND,
     IGNORE_ANNOTATION,
     KIND,
     RECREATE_ANNOTATION,
-    ClusterDualStackPolicySpec,
-    DualStackPolicySpec,
+    SERVICE_NAME_LABEL,
 )
 from dualstack_operator.core.ownership import family_owners
 
@@ -65,9 +65,6 @@ class ServiceView:
             applied_by=tuple(intern(m) for m in appliers),
             written_by=intern(writer) if writer else None,
         )
-
-
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True, slots=True)

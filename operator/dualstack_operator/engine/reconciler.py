@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from dualstack_operator.admission.native import NativeAdmission
-from dualstack_operator.api import models
+from dualstack_operator.api import names
 from dualstack_operator.api.models import (
     Admission,
     DriftReason,
@@ -23,6 +23,7 @@ from dualstack_operator.api.models import (
     Mode,
     PrimaryFamilyChange,
 )
+from dualstack_operator.api.names import RECREATE_ANNOTATION
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import Decision, State
 from dualstack_operator.core.endpoints import missing_endpoints, ready_by_service
@@ -109,9 +110,7 @@ def _applied(patch: dict[str, Any], svc: ServiceView) -> dict[str, Any]:
 
 
 def _policy_ref(policy: PolicyView) -> dict[str, str]:
-    return _ref(
-        policy.kind, f"{models.GROUP}/{models.VERSION}", policy.namespace, policy.name, policy.uid
-    )
+    return _ref(policy.kind, names.API_VERSION, policy.namespace, policy.name, policy.uid)
 
 
 class Reconciler:
@@ -255,10 +254,10 @@ class Reconciler:
         entry = outcome.entry
         ns, name = entry.namespace, entry.service
         fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
-        cluster_scoped = entry.policy_kind == models.CLUSTER_KIND
+        cluster_scoped = entry.policy_kind == names.CLUSTER_KIND
         policy_ref = _ref(
             entry.policy_kind,
-            f"{models.GROUP}/{models.VERSION}",
+            names.API_VERSION,
             "" if cluster_scoped else ns,
             entry.policy,
         )
@@ -424,7 +423,7 @@ class Reconciler:
                         decision.state,
                         decision.reason,
                         decision.message + " (a LoadBalancer is recreated only with "
-                        "dualstack.dev/recreate=true on the Service)",
+                        f"{RECREATE_ANNOTATION}=true on the Service)",
                         decision.patch,
                     )
                 continue

@@ -19,15 +19,17 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from dualstack_operator.api.names import (
+    JOURNAL_LABEL,
+    MANAGED_BY_LABEL,
+    NAME,
+    OWNED_NAMESPACE_LABEL,
+)
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
 from dualstack_operator.core.recreation import Entry, Outcome, journal_name, recreated_manifest
 
 log = logging.getLogger("dualstack_operator.engine.recreation")
 
-OWNER_LABEL = "app.kubernetes.io/managed-by"
-OWNER = "dualstack-operator"
-JOURNAL_LABEL = "dualstack.dev/journal"  # "recreate"; "superseded" once the name was taken
-NAMESPACE_LABEL = "dualstack.dev/namespace"
 FAULT_ENV = "DUALSTACK_FAULT_POINTS"
 
 
@@ -88,9 +90,9 @@ class Recreator:
 
     async def pending(self, namespace: str | None = None) -> list[Entry]:
         """Journaled recreations still to finish (in one namespace, or all)."""
-        selector = f"{OWNER_LABEL}={OWNER},{JOURNAL_LABEL}=recreate"
+        selector = f"{MANAGED_BY_LABEL}={NAME},{JOURNAL_LABEL}=recreate"
         if namespace:
-            selector += f",{NAMESPACE_LABEL}={namespace}"
+            selector += f",{OWNED_NAMESPACE_LABEL}={namespace}"
         items = await self.store.list_configmaps(self.journal_namespace, selector)
         return [Entry.of(item) for item in items]
 
@@ -101,9 +103,9 @@ class Recreator:
             "metadata": {
                 "name": journal_name(entry.namespace, entry.service),
                 "labels": {
-                    OWNER_LABEL: OWNER,
+                    MANAGED_BY_LABEL: NAME,
                     JOURNAL_LABEL: "recreate",
-                    NAMESPACE_LABEL: entry.namespace,
+                    OWNED_NAMESPACE_LABEL: entry.namespace,
                 },
             },
             "data": {

@@ -44,10 +44,12 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from dualstack_operator.admission.cel import Kind
-from dualstack_operator.api import models
+from dualstack_operator.api import names
 from dualstack_operator.api.models import IPFamily
+from dualstack_operator.api.names import (
+    FIELD_MANAGER,
+)
 from dualstack_operator.core.errors import ApiError, NotFound, classify, retry_after
-from dualstack_operator.core.ownership import FIELD_MANAGER
 from dualstack_operator.core.views import (
     Page,
     PeerRecord,
@@ -61,7 +63,6 @@ from dualstack_operator.core.views import (
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"  # JSON is YAML
-COMPONENT = "dualstack-operator"
 REQUEST_CONNECTIONS = 32  # room for the concurrent patches, with the cache's lists
 # The generated client picks JSON patch for dicts unless told; its stubs omit the option.
 _MERGE: dict[str, Any] = {"_content_type": MERGE_PATCH}
@@ -133,7 +134,7 @@ def _status_apply(
     other controllers add (the list is a map keyed by type) stay theirs."""
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     return {
-        "apiVersion": f"{models.GROUP}/{models.VERSION}",
+        "apiVersion": names.API_VERSION,
         "kind": kind,
         "metadata": meta,
         "status": status,
@@ -397,7 +398,7 @@ class KubeAPI:
         made: dict[str, Any] = json.loads(
             await _raw(
                 client.CoreV1Api(self.api).create_namespaced_service(
-                    namespace, cast(Any, body), field_manager=COMPONENT, _preload_content=False
+                    namespace, cast(Any, body), field_manager=FIELD_MANAGER, _preload_content=False
                 )
             )
         )
@@ -416,7 +417,7 @@ class KubeAPI:
     async def create_configmap(self, namespace: str, body: dict[str, Any]) -> None:
         await _raw(
             client.CoreV1Api(self.api).create_namespaced_config_map(
-                namespace, cast(Any, body), field_manager=COMPONENT, _preload_content=False
+                namespace, cast(Any, body), field_manager=FIELD_MANAGER, _preload_content=False
             )
         )
 
@@ -426,7 +427,7 @@ class KubeAPI:
                 name,
                 namespace,
                 {"metadata": {"labels": labels}},
-                field_manager=COMPONENT,
+                field_manager=FIELD_MANAGER,
                 _preload_content=False,
                 **_MERGE,
             )
@@ -442,13 +443,13 @@ class KubeAPI:
     async def patch_policy_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await _raw(
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-                models.GROUP,
-                models.VERSION,
+                names.GROUP,
+                names.VERSION,
                 namespace,
-                models.PLURAL,
+                names.PLURAL,
                 name,
-                _status_apply(models.KIND, name, namespace, status),
-                field_manager=COMPONENT,
+                _status_apply(names.KIND, name, namespace, status),
+                field_manager=FIELD_MANAGER,
                 force=True,
                 _preload_content=False,
                 **_APPLY,
@@ -458,12 +459,12 @@ class KubeAPI:
     async def patch_cluster_policy_status(self, name: str, status: dict[str, Any]) -> None:
         await _raw(
             client.CustomObjectsApi(self.api).patch_cluster_custom_object_status(
-                models.GROUP,
-                models.VERSION,
-                models.CLUSTER_PLURAL,
+                names.GROUP,
+                names.VERSION,
+                names.CLUSTER_PLURAL,
                 name,
-                _status_apply(models.CLUSTER_KIND, name, None, status),
-                field_manager=COMPONENT,
+                _status_apply(names.CLUSTER_KIND, name, None, status),
+                field_manager=FIELD_MANAGER,
                 force=True,
                 _preload_content=False,
                 **_APPLY,
@@ -491,9 +492,9 @@ class KubeAPI:
             "type": type,
             "reason": reason,
             "message": message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": COMPONENT,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
             "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "count": 1,
@@ -541,11 +542,11 @@ class KubeAPI:
         for ns in namespaces or (None,):
             if ns:
                 call = custom.list_namespaced_custom_object(
-                    models.GROUP, models.VERSION, ns, models.PLURAL, _preload_content=False
+                    names.GROUP, names.VERSION, ns, names.PLURAL, _preload_content=False
                 )
             else:
                 call = custom.list_cluster_custom_object(
-                    models.GROUP, models.VERSION, models.PLURAL, _preload_content=False
+                    names.GROUP, names.VERSION, names.PLURAL, _preload_content=False
                 )
             doc = json.loads(await _raw(call))
             views += [PolicyView.from_body(item) for item in doc.get("items") or []]
@@ -556,7 +557,7 @@ class KubeAPI:
         try:
             body = await _raw(
                 client.CustomObjectsApi(self.api).list_cluster_custom_object(
-                    models.GROUP, models.VERSION, models.CLUSTER_PLURAL, _preload_content=False
+                    names.GROUP, names.VERSION, names.CLUSTER_PLURAL, _preload_content=False
                 )
             )
         except ApiError as err:
@@ -597,9 +598,9 @@ class KubeAPI:
         with contextlib.suppress(NotFound):
             listed = await _raw(
                 custom.list_cluster_custom_object(
-                    models.GROUP,
-                    models.VERSION,
-                    models.CLUSTER_PLURAL,
+                    names.GROUP,
+                    names.VERSION,
+                    names.CLUSTER_PLURAL,
                     limit=1,
                     _preload_content=False,
                 )
@@ -607,7 +608,7 @@ class KubeAPI:
             if json.loads(listed).get("items"):
                 return True
         for ns in namespaces or (None,):
-            args = (models.GROUP, models.VERSION, *((ns,) if ns else ()), models.PLURAL)
+            args = (names.GROUP, names.VERSION, *((ns,) if ns else ()), names.PLURAL)
             list_call = (
                 custom.list_namespaced_custom_object if ns else custom.list_cluster_custom_object
             )
@@ -629,7 +630,7 @@ class KubeAPI:
         try:
             body = await _raw(
                 client.CustomObjectsApi(self.api).get_api_resources(
-                    models.GROUP, models.VERSION, _preload_content=False
+                    names.GROUP, names.VERSION, _preload_content=False
                 )
             )
         except NotFound:
@@ -734,7 +735,7 @@ class KubeAPI:
         made: dict[str, Any] = json.loads(
             await _raw(
                 self._admission("create", kind)(
-                    body, field_manager=COMPONENT, _preload_content=False
+                    body, field_manager=FIELD_MANAGER, _preload_content=False
                 )
             )
         )
@@ -747,7 +748,7 @@ class KubeAPI:
                 self._admission("replace", kind)(
                     body["metadata"]["name"],
                     body,
-                    field_manager=COMPONENT,
+                    field_manager=FIELD_MANAGER,
                     _preload_content=False,
                 )
             )
@@ -766,18 +767,18 @@ class KubeAPI:
         for ns in namespaces or (None,):
             if ns:
                 call = custom.list_namespaced_custom_object(
-                    models.GROUP,
-                    models.VERSION,
+                    names.GROUP,
+                    names.VERSION,
                     ns,
-                    models.ADMISSION_PLURAL,
+                    names.ADMISSION_PLURAL,
                     label_selector=selector,
                     _preload_content=False,
                 )
             else:
                 call = custom.list_cluster_custom_object(
-                    models.GROUP,
-                    models.VERSION,
-                    models.ADMISSION_PLURAL,
+                    names.GROUP,
+                    names.VERSION,
+                    names.ADMISSION_PLURAL,
                     label_selector=selector,
                     _preload_content=False,
                 )
@@ -788,12 +789,12 @@ class KubeAPI:
         made: dict[str, Any] = json.loads(
             await _raw(
                 client.CustomObjectsApi(self.api).create_namespaced_custom_object(
-                    models.GROUP,
-                    models.VERSION,
+                    names.GROUP,
+                    names.VERSION,
                     body["metadata"]["namespace"],
-                    models.ADMISSION_PLURAL,
+                    names.ADMISSION_PLURAL,
                     body,
-                    field_manager=COMPONENT,
+                    field_manager=FIELD_MANAGER,
                     _preload_content=False,
                 )
             )
@@ -806,13 +807,13 @@ class KubeAPI:
         made: dict[str, Any] = json.loads(
             await _raw(
                 client.CustomObjectsApi(self.api).replace_namespaced_custom_object(
-                    models.GROUP,
-                    models.VERSION,
+                    names.GROUP,
+                    names.VERSION,
                     meta["namespace"],
-                    models.ADMISSION_PLURAL,
+                    names.ADMISSION_PLURAL,
                     meta["name"],
                     body,
-                    field_manager=COMPONENT,
+                    field_manager=FIELD_MANAGER,
                     _preload_content=False,
                 )
             )
@@ -822,10 +823,10 @@ class KubeAPI:
     async def delete_admission_parameter(self, namespace: str, name: str) -> None:
         await _raw(
             client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
-                models.GROUP,
-                models.VERSION,
+                names.GROUP,
+                names.VERSION,
                 namespace,
-                models.ADMISSION_PLURAL,
+                names.ADMISSION_PLURAL,
                 name,
                 _preload_content=False,
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dualstack_operator.api import models
+from dualstack_operator.api import names
 from dualstack_operator.api.models import IPFamily
 from dualstack_operator.core.errors import ApiError, waiting_out_429
 from dualstack_operator.core.scope import effective_policies
@@ -77,23 +77,23 @@ def policies_from_files(
         for doc in docs:
             meta = doc.get("metadata") or {}
             name = meta.get("name") or f"policy-{index}"
-            if doc.get("kind") == models.CLUSTER_KIND:
+            if doc.get("kind") == names.CLUSTER_KIND:
                 body = {
                     **doc,
                     "metadata": {**meta, "name": name, "creationTimestamp": f"{index:08}"},
                 }
                 view = PolicyView.from_body(body, cluster=True)
                 if view.spec is None:
-                    raise PlanInputError(f"{path}: {models.CLUSTER_KIND} {name}: {view.spec_error}")
+                    raise PlanInputError(f"{path}: {names.CLUSTER_KIND} {name}: {view.spec_error}")
                 cluster.append(view)
                 index += 1
                 continue
-            if doc.get("kind") != models.KIND:
+            if doc.get("kind") != names.KIND:
                 continue
             targets = [meta["namespace"]] if meta.get("namespace") else list(namespaces)
             if not targets:
                 raise PlanInputError(
-                    f"{path}: {models.KIND} {name} has no namespace: give one with -n"
+                    f"{path}: {names.KIND} {name} has no namespace: give one with -n"
                 )
             for ns in targets:
                 body = {
@@ -107,12 +107,12 @@ def policies_from_files(
                 }
                 view = PolicyView.from_body(body)
                 if view.spec is None:
-                    raise PlanInputError(f"{path}: {models.KIND} {name}: {view.spec_error}")
+                    raise PlanInputError(f"{path}: {names.KIND} {name}: {view.spec_error}")
                 out.setdefault(ns, []).append(view)
             index += 1
     if not out and not cluster:
         raise PlanInputError(
-            f"no {models.KIND} or {models.CLUSTER_KIND} in {', '.join(map(str, paths))}"
+            f"no {names.KIND} or {names.CLUSTER_KIND} in {', '.join(map(str, paths))}"
         )
     return out, cluster
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from dualstack_operator.admission.configuration import CONFIGURATION_NAME
 from dualstack_operator.admission.native import NativeAdmission
-from dualstack_operator.api import models
+from dualstack_operator.api import names
 from dualstack_operator.api.models import Admission
 from dualstack_operator.core.errors import waiting_out_429
 from dualstack_operator.core.views import PolicyView
@@ -174,10 +174,10 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 def configure(settings: kopf.OperatorSettings, app: App) -> None:
     """Kopf's own storage under our prefix, quiet posting, sane watch timeouts."""
-    settings.persistence.finalizer = f"{models.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=models.GROUP)
+    settings.persistence.finalizer = f"{names.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=models.GROUP, key="last-handled-configuration"
+        prefix=names.GROUP, key="last-handled-configuration"
     )
     settings.posting.enabled = False  # our own Events, on our own terms
     cache = app.settings.cache
@@ -187,13 +187,13 @@ def configure(settings: kopf.OperatorSettings, app: App) -> None:
         settings.peering.lifetime = app.settings.peering.lifetime
 
 
-@kopf.index(models.GROUP, models.VERSION, models.PLURAL)
+@kopf.index(names.GROUP, names.VERSION, names.PLURAL)
 def policies_idx(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PolicyView]:
     """DualStackPolicies by namespace, as the few fields a pass reads."""
     return {namespace or "": PolicyView.from_body(body)}
 
 
-@kopf.on.event(models.GROUP, models.VERSION, models.PLURAL)
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
 def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     app: App = memo["app"]
     if app.views is not None:
@@ -202,13 +202,13 @@ def policy_event(namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     app.mark(namespace or "")
 
 
-@kopf.index(models.GROUP, models.VERSION, models.CLUSTER_PLURAL)
+@kopf.index(names.GROUP, names.VERSION, names.CLUSTER_PLURAL)
 def cluster_policies_idx(body: kopf.Body, **_: Any) -> dict[str, PolicyView]:
     """ClusterDualStackPolicies, all under the key ""."""
     return {"": PolicyView.from_body(body, cluster=True)}
 
 
-@kopf.on.event(models.GROUP, models.VERSION, models.CLUSTER_PLURAL)
+@kopf.on.event(names.GROUP, names.VERSION, names.CLUSTER_PLURAL)
 def cluster_policy_event(memo: kopf.Memo, **_: Any) -> None:
     app: App = memo["app"]
     if app.views is not None:
