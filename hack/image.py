@@ -42,15 +42,6 @@ LAUNCHER = """#!/usr/bin/python3
 import sys
 
 from dualstack_operator.cli import main
-from dualstack_operator.api.names import NAME
-
-
-
-
-
-
-
-
 
 sys.exit(main())
 """

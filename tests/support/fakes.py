@@ -23,11 +23,13 @@ from dualstack_operator.core.views import (
     SliceView,
     WatchEvent,
 )
-from dualstack_operator.engine.cache import ClusterFamilies, ServiceCache, SliceCache, Views
-from dualstack_operator.engine.queue import WorkQueue
+from dualstack_operator.engine.cache import ServiceCache, Views
+from dualstack_operator.engine.queue import Result, WorkQueue
 from dualstack_operator.engine.reconciler import Reconciler
+from dualstack_operator.engine.settings import CacheSettings, ReconcileSettings
 from dualstack_operator.observability.metrics import Metrics
-from dualstack_operator.runtime.settings import CacheSettings, ReconcileSettings
+from dualstack_operator.runtime.components import Ports, build_components
+from dualstack_operator.runtime.settings import Settings
 
 Key = tuple[str, str]
 
@@ -278,6 +280,19 @@ class FakeApi:
             async with self._changed:
                 await self._changed.wait()
 
+    # --- admission objects and the recreation journal: none (never enabled here) -----------
+
+    async def list_admission_objects(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        return []
+
+    async def list_admission_parameters(
+        self, namespaces: tuple[str, ...], selector: str
+    ) -> list[dict[str, Any]]:
+        return []
+
+    async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return []
+
     def patches(self, name: str | None = None) -> list[Write]:
         return [w for w in self.writes if w.kind == "patch" and name in (None, w.name)]
 
@@ -302,6 +317,12 @@ class Engine:
     metrics: Metrics
     tasks: list[asyncio.Task[None]]
 
+    async def reconcile(self, namespace: str) -> Result:
+        """One pass, its ``Result`` handed to the queue (as the worker does)."""
+        result = await self.reconciler.reconcile(namespace)
+        self.queue.settle(namespace, result)
+        return result
+
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -315,21 +336,23 @@ async def start_engine(
     cache: CacheSettings | None = None,
     namespaces: tuple[str, ...] = (),
 ) -> Engine:
-    """Builds the components and starts the Service cache; returns once it is synced."""
+    """Builds the components as the operator does, with the fake for every port and its
+    policies for the reflectors; starts the caches and returns once they are synced."""
     clock = FakeClock()
-    settings = reconcile or ReconcileSettings(coalesce_seconds=0)
-    queue = WorkQueue(settings.coalesce_seconds, settings.resync_seconds, clock)
-    services = ServiceCache(
-        api, cache or CacheSettings(retry_seconds=(0.01,)), namespaces, queue.mark
+    settings = Settings(
+        namespaces=namespaces,
+        reconcile=reconcile or ReconcileSettings(coalesce_seconds=0),
+        cache=cache or CacheSettings(retry_seconds=(0.01,)),
     )
-    slices = SliceCache(api, cache or CacheSettings(retry_seconds=(0.01,)), namespaces, queue.mark)
-    views = Views(services, ClusterFamilies(list(api.families)), api.policies, slices=slices)
-    views.policies_ready.set()
     metrics = Metrics()
-    reconciler = Reconciler(settings, views, api, metrics, queue, clock)
-    tasks = [asyncio.create_task(services.run()), asyncio.create_task(slices.run())]
-    await until("the caches to sync", lambda: services.synced.is_set() and slices.synced.is_set())
-    return Engine(api, clock, queue, services, views, reconciler, metrics, tasks)
+    ports = Ports(api, api, api, api, api)  # type: ignore[arg-type]
+    built = build_components(settings, ports, metrics, clock, policies=(api.policies, {}, {}))
+    built.views.cluster.families = list(api.families)
+    built.views.policies_ready.set()
+    tasks = [asyncio.create_task(c.run()) for c in built.caches]
+    await until("the caches to sync", lambda: all(c.synced.is_set() for c in built.caches))
+    services = built.views.services
+    return Engine(api, clock, built.queue, services, built.views, built.reconciler, metrics, tasks)
 
 
 async def until(what: str, probe: Callable[[], object], within: float = 5.0) -> None:

@@ -13,9 +13,9 @@ from dualstack_operator.admission.cel import PARAMETER_NAME, POLICY_NAME, PROBED
 from dualstack_operator.admission.native import NativeAdmission
 from dualstack_operator.api.models import Admission, IPFamily
 from dualstack_operator.api.names import MANAGED_BY_LABEL, NAME, OWNED_NAMESPACE_LABEL, PROBE_LABEL
-from dualstack_operator.cli import AdmissionUnavailable, resolve_admission
 from dualstack_operator.core.errors import Conflict
 from dualstack_operator.core.views import PolicyView
+from dualstack_operator.runtime.preflight import AdmissionUnavailable, resolve_admission
 
 CLUSTER = [IPFamily.IPV4, IPFamily.IPV6]
 PARAMS = "DualStackAdmission"

@@ -14,7 +14,7 @@ from dualstack_operator.core.errors import ApiError, Conflict, NotFound
 from dualstack_operator.core.views import SliceView
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.reconciler import work
-from dualstack_operator.runtime.settings import CacheSettings, PeeringSettings, ReconcileSettings
+from dualstack_operator.engine.settings import CacheSettings, PeeringSettings, ReconcileSettings
 from support.fakes import Engine, FakeApi, FakeClock, peer, start_engine, until
 
 NS = "shop"
@@ -37,16 +37,16 @@ def test_in_flight_write_is_not_repeated_and_status_waits_for_it() -> None:
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         engine = await start_engine(api)
         api.hold = True  # our write's event has not reached the cache yet
-        await engine.reconciler.reconcile(NS)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
+        await engine.reconcile(NS)
         assert len(api.patches("web")) == 1, "a pass before the write's event must not repeat it"
         assert api.statuses() == [], "no status while a write is on its way"
 
         api.release()
         written = api.objects[(NS, "web")]["metadata"]["resourceVersion"]
         await until("the write's event", lambda: _version(engine, "web") == written)
-        await engine.reconciler.reconcile(NS)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
+        await engine.reconcile(NS)
         assert len(api.patches()) == 1
         assert len(api.statuses()) == 1, "one status write once settled, none when unchanged"
         assert (status(api)["compliantServices"], status(api)["driftedServices"]) == (1, 0)
@@ -70,7 +70,7 @@ def test_rejected_patch_follows_the_backoff_schedule() -> None:
         engine = await start_engine(
             api, ReconcileSettings(coalesce_seconds=0, reject_backoff=(10.0, 30.0))
         )
-        clock, rec = engine.clock, engine.reconciler
+        clock, rec = engine.clock, engine
 
         async def attempts_after(seconds: float) -> int:
             clock.advance(seconds)
@@ -109,12 +109,12 @@ def test_not_found_and_conflict_wait_for_the_next_event(error: ApiError) -> None
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         api.fail[(NS, "web")] = [error]
         engine = await start_engine(api)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert len(api.patches("web")) == 1
         assert engine.metrics.errors["service"] == 0, "stale, not an error"
         assert status(api)["drift"][0]["reason"] == "MissingFamily", "not PatchRejected"
         assert engine.queue.scheduled(NS) is None, "no timer: the object's event brings the pass"
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert len(api.patches("web")) == 2, "no backoff for a stale write"
         await engine.stop()
 
@@ -127,7 +127,7 @@ def test_transient_error_is_retried_soon_without_a_status_write() -> None:
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         api.fail[(NS, "web")] = [ApiError(503, "the server is shutting down")]
         engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert api.statuses() == []
         assert engine.queue.scheduled(NS) == engine.clock.now + 1.0, "the first backoff step"
         assert engine.metrics.errors["service"] == 1
@@ -144,13 +144,13 @@ def test_a_429_halves_the_writes_in_flight_and_retries_after_retry_after() -> No
         api.fail[(NS, "s00")] = [ApiError(429, "too many requests", retry_after=3.0)]
         engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
         throttle = engine.reconciler.throttle
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert throttle.limit == 8, "concurrency halved"
         assert len(api.patches()) == 40, "the others go on, at the lower concurrency"
         assert engine.queue.scheduled(NS) == engine.clock.now + 3.0, "Retry-After honoured"
         assert throttle.limit == 8, "no growth before Retry-After has passed"
         engine.clock.advance(3.0)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert len(api.patches("s00")) == 2
         assert throttle.limit == 9, "and one more per success after it"
         await engine.stop()
@@ -165,17 +165,17 @@ def test_a_failing_server_pauses_every_write_with_a_growing_backoff() -> None:
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         api.fail[(NS, "s00")] = [ApiError(503, "unavailable"), ApiError(0, "refused")]
         engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         # s00 went first: its 503 paused the gate, and the writes not yet sent when
         # it came back were held, not sent into a failing server.
         assert len(api.patches()) < 40, "writes kept going after the 503"
         assert engine.queue.scheduled(NS) == engine.clock.now + 1.0
         assert engine.reconciler.throttle.paused() == 1.0
         engine.clock.advance(1.0)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert engine.reconciler.throttle.paused() == 2.0, "the backoff grows"
         engine.clock.advance(2.0)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert {w.name for w in api.patches()} == {f"s{i:02}" for i in range(40)}
         await engine.stop()
 
@@ -337,7 +337,7 @@ def test_a_dual_stack_service_without_ready_ipv6_endpoints_is_reported_not_patch
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         api.set_slices(NS, [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 0)])
         engine = await start_engine(api)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert api.patches() == [], "never fixed by dropping the family"
         drift = status(api)["drift"]
         assert [d["reason"] for d in drift] == ["MissingEndpoints"]
@@ -346,7 +346,7 @@ def test_a_dual_stack_service_without_ready_ipv6_endpoints_is_reported_not_patch
         seen = engine.views.slices.generation(NS)
         api.set_slices(NS, [SliceView("web", "IPv4", 2), SliceView("web", "IPv6", 1)])
         await until("the slices' events", lambda: engine.views.slices.generation(NS) > seen)
-        await engine.reconciler.reconcile(NS)
+        await engine.reconcile(NS)
         assert status(api)["compliantServices"] == 1
         await engine.stop()
 
@@ -374,7 +374,7 @@ def test_a_settled_namespace_is_not_planned_again_until_something_it_reads_chang
             api.service(NS, name, ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv4", "IPv6"])
         api.policy(NS, ipFamilyPolicy="PreferDualStack")
         engine = await start_engine(api)
-        rec = engine.reconciler
+        rec = engine
         await rec.reconcile(NS)
         assert status(api)["compliantServices"] == 2
         await rec.reconcile(NS)  # the policy as its status write left it (a new object)

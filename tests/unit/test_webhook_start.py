@@ -44,7 +44,7 @@ def test_a_refused_create_is_read_again_and_replaced() -> None:
         cert_dir=None,
         namespaces=(),
     )
-    app = cast(Any, SimpleNamespace(api=api))
+    app = cast(Any, SimpleNamespace(configurations=api))
     asyncio.run(webhook.start(kopf.OperatorSettings(), app, options))
     assert api.applies == [False, True], "created, refused, then replaced"
     assert api.reads == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dualstack_operator.admission.mutation import CREATE_SERVICES, MATCH_CONDITIONS
@@ -62,3 +64,13 @@ def webhook_configuration(
             }
         ],
     }
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    address: str  # where the server listens
+    port: int
+    host: str  # how the API server reaches it (url mode)
+    service: str | None  # "namespace/name[:port]": in-cluster (service mode)
+    cert_dir: Path | None  # tls.crt, tls.key and ca.crt from a Secret; None: self-signed
+    namespaces: tuple[str, ...]

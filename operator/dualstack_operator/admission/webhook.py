@@ -6,37 +6,56 @@ itself, because kopf's managed one allows a 30 s timeout and every namespace.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import kopf
 from aiohttp import web
 
-from dualstack_operator.admission.configuration import WEBHOOK_ID, webhook_configuration
+from dualstack_operator.admission.configuration import (
+    WEBHOOK_ID,
+    WebhookOptions,
+    webhook_configuration,
+)
 from dualstack_operator.admission.mutation import malformed_review, mutation
 from dualstack_operator.api.names import CA_INJECTION_ANNOTATION
-from dualstack_operator.core.errors import ApiError, Conflict
-from dualstack_operator.core.scope import effective_policies
+from dualstack_operator.core.errors import Conflict
 from dualstack_operator.core.views import PolicyView
 from dualstack_operator.observability.tls import self_signed
-from dualstack_operator.runtime.handlers import App
 
 log = logging.getLogger("dualstack_operator.admission.webhook")
 
 
-@dataclass(frozen=True)
-class WebhookOptions:
-    address: str  # where the server listens
-    port: int
-    host: str  # how the API server reaches it (url mode)
-    service: str | None  # "namespace/name[:port]": in-cluster (service mode)
-    cert_dir: Path | None  # tls.crt, tls.key and ca.crt from a Secret; None: self-signed
-    namespaces: tuple[str, ...]
+class PolicyViews(Protocol):
+    cluster: Any  # .families: the cluster's families, primary first
+
+    def policies_in(self, namespace: str) -> list[PolicyView]: ...
+
+
+class ConfigurationStore(Protocol):
+    async def read_webhook_configuration(self, name: str) -> dict[str, Any] | None: ...
+
+    async def apply_webhook_configuration(
+        self, body: dict[str, Any], existing: dict[str, Any] | None
+    ) -> None: ...
+
+
+class Context(Protocol):
+    """What the webhook needs of the running operator (kopf's memo holds it as ``app``)."""
+
+    started: asyncio.Event  # set once the caches and the client are up
+    webhook: WebhookOptions | None
+
+    @property
+    def views(self) -> PolicyViews | None: ...
+
+    @property
+    def configurations(self) -> ConfigurationStore: ...
 
 
 @kopf.on.mutate(
@@ -56,36 +75,18 @@ async def born_compliant(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    app: App = memo["app"]
+    app: Context = memo["app"]
     views = app.views
     if views is None or not namespace:
         return  # not started yet: the API server's defaults apply (failurePolicy Ignore)
-    policies = views.policies_in(namespace)
-    if app.gate is not None and not await app.gate.is_active():
-        # A standby's kopf indexes are frozen by peering, yet the webhook Service sends
-        # it requests too: it reads the namespace's policies from the API server.
-        try:
-            policies = await _fresh_policies(app, namespace)
-        except ApiError as err:
-            log.warning("standby: cannot read the policies of %s: %s", namespace, err)
-    result = mutation(policies, dict(body), views.cluster.families)
+    # Every replica answers the webhook Service, a standby too: its caches are its own
+    # reflectors', which peering does not pause, so they are as current as the active's.
+    result = mutation(views.policies_in(namespace), dict(body), views.cluster.families)
     if result.warning:
         warnings.append(result.warning)
     if result.spec:
         for key, value in result.spec.items():
             patch.spec[key] = value
-
-
-async def _fresh_policies(app: App, namespace: str) -> list[PolicyView]:
-    """The policies governing ``namespace``, as the API server has them now."""
-    own = await app.api.list_policies((namespace,))
-    if own:
-        return own
-    cluster = await app.api.list_cluster_policies()
-    if not cluster:
-        return []
-    labels = (await app.api.list_namespace_labels()).get(namespace, {})
-    return effective_policies([], cluster, namespace, labels, app.settings.journal_namespace)
 
 
 class GuardedWebhookServer(kopf.WebhookServer):
@@ -105,7 +106,16 @@ class GuardedWebhookServer(kopf.WebhookServer):
         return response
 
 
-async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptions) -> None:
+@kopf.on.startup()
+async def serve(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> None:
+    """The webhook's own startup: once the operator has started, serve and configure it."""
+    app: Context = memo["app"]
+    if app.webhook is not None:
+        await app.started.wait()
+        await start(settings, app, app.webhook)
+
+
+async def start(settings: kopf.OperatorSettings, app: Context, options: WebhookOptions) -> None:
     """Serve the webhook and point the API server at it."""
     if options.cert_dir is not None:
         cert, key = options.cert_dir / "tls.crt", options.cert_dir / "tls.key"
@@ -138,10 +148,10 @@ async def start(settings: kopf.OperatorSettings, app: App, options: WebhookOptio
     # update is refused (409) when another's landed first; read it again and retry.
     for attempt in range(1, CONFIGURE_ATTEMPTS + 1):
         body = webhook_configuration(client_config, options.namespaces, own)
-        existing = await app.api.read_webhook_configuration(body["metadata"]["name"])
+        existing = await app.configurations.read_webhook_configuration(body["metadata"]["name"])
         _with_ca_bundle(body, existing, ca)
         try:
-            await app.api.apply_webhook_configuration(body, existing)
+            await app.configurations.apply_webhook_configuration(body, existing)
             break
         except Conflict:
             if attempt == CONFIGURE_ATTEMPTS:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from dualstack_operator.api.models import DriftReason
 from dualstack_operator.core.decision import Decision, State
+from dualstack_operator.core.plan import PolicyPlan
 from dualstack_operator.core.views import ServiceView, SliceView
 
 
@@ -44,3 +45,30 @@ def missing_endpoints(svc: ServiceView, ready: Mapping[str, int]) -> Decision | 
         "kept, not dropped"
     )
     return Decision(State.DRIFTED, DriftReason.MISSING_ENDPOINTS, message)
+
+
+def with_missing_endpoints(
+    plans: list[PolicyPlan], services: Mapping[str, ServiceView], slices: Iterable[SliceView]
+) -> list[PolicyPlan]:
+    """The plans with ``MissingEndpoints`` for compliant dual-stack Services whose
+    EndpointSlices serve only one family."""
+    candidates = [
+        name
+        for plan in plans
+        for name, decision in plan.decisions.items()
+        if decision.state == State.COMPLIANT and len(services[name].ip_families) == 2
+    ]
+    if not candidates:
+        return plans
+    ready = ready_by_service(slices)
+    out = []
+    for plan in plans:
+        overrides = {}
+        for name, decision in plan.decisions.items():
+            if decision.state != State.COMPLIANT:
+                continue
+            missing = missing_endpoints(services[name], ready.get(name, {}))
+            if missing is not None:
+                overrides[name] = missing
+        out.append(plan.with_overrides(overrides) if overrides else plan)
+    return out

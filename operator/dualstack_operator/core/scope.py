@@ -1,10 +1,9 @@
-"""ClusterDualStackPolicy: which namespaces it governs, and its status across them (pure).
+"""Which policies govern a namespace (pure; the reconciler, the webhook and the plan ask).
 
 A namespace's own DualStackPolicies always take precedence; without any, the
 cluster policies whose namespaceSelector matches the namespace govern it, and
 ``plan.plan_namespace`` picks the oldest for each Service, as it does for
-namespaced policies. A cluster policy's status sums what the passes over its
-namespaces concluded.
+namespaced policies.
 """
 
 from __future__ import annotations
@@ -18,13 +17,12 @@ from dualstack_operator.api.names import NAMESPACE_NAME_LABEL, SYSTEM_NAMESPACES
 from dualstack_operator.core.decision import selects
 from dualstack_operator.core.views import PolicyView
 
-# Never governed by a cluster policy without a namespaceSelector (nor the operator's own).
-
 
 def governs(
     policy: PolicyView, namespace: str, labels: Mapping[str, str], own_namespace: str | None
 ) -> bool:
-    """Whether this cluster policy selects this namespace."""
+    """Whether this cluster policy selects this namespace (one without a namespaceSelector
+    governs every namespace but the system ones and the operator's own)."""
     spec = policy.spec
     if not isinstance(spec, ClusterDualStackPolicySpec):
         return False
@@ -39,8 +37,10 @@ def effective_policies(
     namespace: str,
     labels: Mapping[str, str],
     own_namespace: str | None,
+    watched: Sequence[str] = (),
 ) -> list[PolicyView]:
-    """The policies that govern a namespace: its own if it has any, else the cluster's."""
-    if own:
+    """The policies that govern a namespace: its own if it has any, else the cluster's
+    (only in the ``watched`` namespaces of an operator that watches some)."""
+    if own or (watched and namespace not in watched):
         return list(own)
     return [p for p in cluster if governs(p, namespace, labels, own_namespace)]

@@ -207,3 +207,22 @@ class WatchEvent(Generic[V]):
 
 
 ServicePage = Page[ServiceView]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceView:
+    """A namespace's labels (cluster policies select namespaces by them)."""
+
+    name: str
+    labels: Mapping[str, str]
+
+    @property
+    def namespace(self) -> str:
+        """A namespace is kept under its own name, so that a change marks it."""
+        return self.name
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> NamespaceView:
+        meta = body.get("metadata") or {}
+        labels = {intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()}
+        return cls(intern(str(meta.get("name", ""))), labels)

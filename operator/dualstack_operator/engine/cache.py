@@ -11,17 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, Protocol
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.errors import ApiError, Expired, Forbidden
+from dualstack_operator.core.errors import ApiError, Expired, Forbidden, NotFound
 from dualstack_operator.core.scope import effective_policies, governs
-from dualstack_operator.core.views import Page, PolicyView, ServiceView, SliceView, V, WatchEvent
-from dualstack_operator.runtime.settings import CacheSettings
+from dualstack_operator.core.views import (
+    NamespaceView,
+    Page,
+    PolicyView,
+    ServiceView,
+    SliceView,
+    V,
+    WatchEvent,
+)
+from dualstack_operator.engine.backoff import Backoff
+from dualstack_operator.engine.settings import CacheSettings
 
 log = logging.getLogger("dualstack_operator.engine.cache")
+NOT_SERVED_RECHECK_SECONDS = 10.0  # how often an optional kind not served is looked for
 
 
 Lister = Callable[[str | None, int, str | None], Awaitable[Page[V]]]
@@ -63,7 +73,14 @@ class Reflector(Generic[V]):
         namespaces: tuple[str, ...],
         on_change: Callable[[str], None],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        *,
+        what: str | None = None,
+        optional: bool = False,
     ) -> None:
+        self.what = what or self.what
+        # Optional: a kind that may not be served (its CRD not applied yet) is kept empty,
+        # said once, and looked for again every little while.
+        self.optional = optional
         self.lister = lister
         self.watcher = watcher
         self.settings = settings
@@ -78,6 +95,7 @@ class Reflector(Generic[V]):
         self.relists = 0  # completed lists after the first one (after a 410)
         self.resumes = 0  # watches resumed from the last resourceVersion
         self.forbidden = False  # the identity may not list these: nothing is kept
+        self.not_served = False  # an optional kind the API server does not serve (yet)
 
     def in_namespace(self, namespace: str) -> Mapping[str, V]:
         return self._items.get(namespace, {})
@@ -116,6 +134,15 @@ class Reflector(Generic[V]):
             except Expired as err:
                 log.info("%s in %s: %s; listing afresh", self.what, where, err)
                 self._versions.pop(scope, None)
+            except NotFound as err:
+                if not self.optional:
+                    failures += 1
+                    log.warning("%s in %s: %s", self.what, where, err)
+                    await self._back_off(failures)
+                    continue
+                self._not_served(scope, err)
+                await self.sleep(NOT_SERVED_RECHECK_SECONDS)
+                continue
             except Forbidden as err:
                 self._forbid(scope, err)
                 return
@@ -129,6 +156,15 @@ class Reflector(Generic[V]):
             failures = failures + 1 if quick else 0
             await self._back_off(failures)
 
+    def _not_served(self, scope: str | None, err: ApiError) -> None:
+        if not self.not_served:
+            log.warning("%s are not served (%s): ignored until they are", self.what, err)
+        self.not_served = True
+        if scope in self._unsynced:
+            self._unsynced.discard(scope)
+            if not self._unsynced:
+                self.synced.set()
+
     def _forbid(self, scope: str | None, err: ApiError) -> None:
         """Without the right to list these, say so once and keep nothing (not a crash)."""
         if not self.forbidden:
@@ -140,11 +176,13 @@ class Reflector(Generic[V]):
 
     async def _back_off(self, failures: int) -> None:
         if failures:
-            delays = self.settings.retry_seconds
-            await self.sleep(delays[min(failures, len(delays)) - 1])
+            await self.sleep(Backoff(self.settings.retry_seconds).delay(failures))
 
     async def _relist(self, scope: str | None) -> None:
         """Lists every page, then swaps the result in and marks what differs."""
+        if self.not_served:
+            log.info("%s are served now", self.what)
+            self.not_served = False
         began = time.monotonic()
         fresh: dict[str, dict[str, V]] = {}
         token: str | None = None
@@ -300,18 +338,56 @@ class ClusterFamilies:
                 on_change()
 
 
+class Grouped(Mapping[str, list[V]]):
+    """A reflector's views as lists by namespace (what a pass reads of policies)."""
+
+    def __init__(self, reflector: Reflector[V]) -> None:
+        self.reflector = reflector
+
+    def __getitem__(self, namespace: str) -> list[V]:
+        items = self.reflector.in_namespace(namespace)
+        if not items:
+            raise KeyError(namespace)
+        return list(items.values())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.reflector._items))
+
+    def __len__(self) -> int:
+        return len(self.reflector._items)
+
+
+class Labels(Mapping[str, list[Mapping[str, str]]]):
+    """Namespaces' labels by name, from the namespace reflector."""
+
+    def __init__(self, reflector: Reflector[NamespaceView]) -> None:
+        self.reflector = reflector
+
+    def __getitem__(self, name: str) -> list[Mapping[str, str]]:
+        view = self.reflector.in_namespace(name).get(name)
+        if view is None:
+            raise KeyError(name)
+        return [view.labels]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.reflector._items))
+
+    def __len__(self) -> int:
+        return len(self.reflector._items)
+
+
 @dataclass
 class Views:
-    """Everything a pass reads: cached Services, indexed policies, cluster families."""
+    """Everything a pass reads: cached Services, policies and namespaces, cluster families."""
 
     services: ServiceCache
     cluster: ClusterFamilies
-    # DualStackPolicies by namespace: kopf's index, or a plain dict in tests.
+    # DualStackPolicies by namespace (a reflector's, or a plain dict in tests).
     policies: Mapping[str, Iterable[PolicyView]] = field(default_factory=dict)
-    # Set once the policies are completely known (kopf calls handlers only then).
+    # Set once the policies are completely known (every policy reflector listed once).
     policies_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    # ClusterDualStackPolicies (kopf's index, all under the key ""), namespaces' labels
-    # (kopf's index by name), and the namespaces a cluster policy never governs.
+    # ClusterDualStackPolicies (all under the key ""), namespaces' labels by name, and
+    # the namespaces a cluster policy never governs.
     cluster_policies: Mapping[str, Iterable[PolicyView]] = field(default_factory=dict)
     namespace_labels: Mapping[str, Iterable[Mapping[str, str]]] = field(default_factory=dict)
     own_namespace: str | None = None
@@ -327,14 +403,13 @@ class Views:
     def policies_in(self, namespace: str) -> list[PolicyView]:
         """The policies governing a namespace: its own, else the cluster's that select it."""
         own = list(self.policies[namespace]) if namespace in self.policies else []
-        if own or (self.watched and namespace not in self.watched):
-            return own
         return effective_policies(
             own,
             self.cluster_policy_list(),
             namespace,
             self.labels_of(namespace),
             self.own_namespace,
+            self.watched,
         )
 
     def policy_namespaces(self) -> list[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from dualstack_operator.api.models import DriftReason
 from dualstack_operator.core.decision import Decision, State
 from dualstack_operator.core.views import ServiceView
+from dualstack_operator.engine.backoff import Backoff
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -62,9 +63,7 @@ class Ledger:
         revert_limit: int = 3,
         revert_window: float = 600.0,
     ) -> None:
-        if not backoff:
-            raise ValueError("the rejection backoff needs at least one delay")
-        self.backoff = backoff
+        self.backoff = Backoff(backoff)
         self.clock = clock
         self.revert_limit = revert_limit
         self.revert_window = revert_window
@@ -133,7 +132,7 @@ class Ledger:
         key = (svc.namespace, svc.name)
         before = self.rejections.get(key)
         attempts = before.attempts + 1 if before else 1
-        delay = self.backoff[min(attempts, len(self.backoff)) - 1]
+        delay = self.backoff.delay(attempts)
         rejection = Rejection(svc.resource_version, message, self.clock() + delay, attempts)
         self.rejections[key] = rejection
         return rejection

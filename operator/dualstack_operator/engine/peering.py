@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from dualstack_operator.core.views import PeerRecord
-from dualstack_operator.runtime.settings import PeeringSettings
+from dualstack_operator.engine.settings import PeeringSettings
 
 log = logging.getLogger("dualstack_operator.engine.peering")
 

@@ -14,6 +14,19 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Result:
+    """What a pass asks of the queue (controller-runtime's ``Result``): to look at its
+    namespace again after ``requeue_after`` seconds; None: only when something changes."""
+
+    requeue_after: float | None = None
+
+    def merge(self, other: Result) -> Result:
+        """The sooner of two requests (a pass's steps each may make one)."""
+        delays = [d for d in (self.requeue_after, other.requeue_after) if d is not None]
+        return Result(min(delays)) if delays else self
+
+
+@dataclass(frozen=True)
 class Batch:
     namespaces: frozenset[str]
     resync: bool  # the periodic full pass is due: every namespace with a policy
@@ -57,6 +70,11 @@ class WorkQueue:
 
         handle = asyncio.get_running_loop().call_later(delay, fire)
         self._timers[namespace] = (due, handle)
+
+    def settle(self, namespace: str, result: Result) -> None:
+        """What a pass over ``namespace`` asked for: one requeue, at the smallest delay."""
+        if result.requeue_after is not None:
+            self.requeue_after(namespace, max(0.0, result.requeue_after))
 
     def scheduled(self, namespace: str) -> float | None:
         """When a delayed mark of ``namespace`` is due (on this queue's clock), if any."""

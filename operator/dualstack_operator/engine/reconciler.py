@@ -1,8 +1,12 @@
-"""One pass over a namespace: plan (pure) -> writes -> status; and the worker loop.
+"""One pass over a namespace: plan (pure) -> recreation, writes -> status; and the worker.
 
-Level-based: every pass recomputes from the cache. A policy's status is written
-once its Services have settled (no write of ours still on its way to the
-cache), and only when it differs: bursts of events cost passes, not writes.
+Level-based: every pass recomputes from the caches. A policy's status is written once
+its Services have settled (no write of ours still on its way to the cache), and only
+when it differs: bursts of events cost passes, not writes. A pass returns a
+``Result`` (when to look again); the worker hands it to the queue, which owns retries,
+as controller-runtime's does. The steps are collaborators: ``Remediator`` (the
+Service writes), ``StatusWriter``, ``Recreations``, and ``core.endpoints`` (what the
+EndpointSlices say).
 """
 
 from __future__ import annotations
@@ -10,45 +14,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
-from dualstack_operator.admission.native import NativeAdmission
-from dualstack_operator.api import names
-from dualstack_operator.api.models import (
-    Admission,
-    DriftReason,
-    IPFamily,
-    Mode,
-    PrimaryFamilyChange,
-)
-from dualstack_operator.api.names import RECREATE_ANNOTATION
-from dualstack_operator.core.creation import creation_patch
-from dualstack_operator.core.decision import Decision, State
-from dualstack_operator.core.endpoints import missing_endpoints, ready_by_service
-from dualstack_operator.core.errors import ApiError, Conflict, NotFound, Rejected
+from dualstack_operator.api.models import Admission, IPFamily
+from dualstack_operator.core.endpoints import with_missing_endpoints
+from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import Planner, PolicyPlan, Summary
-from dualstack_operator.core.recreation import Outcome, describe_fields, recreatable
-from dualstack_operator.core.status import build_cluster_status, build_status, status_differs
+from dualstack_operator.core.status import build_cluster_status, build_status
 from dualstack_operator.core.views import PolicyView, ServiceView
+from dualstack_operator.engine.backoff import Backoff
 from dualstack_operator.engine.cache import Views
-from dualstack_operator.engine.ledger import Job, Ledger, Rejection
+from dualstack_operator.engine.events import Events
+from dualstack_operator.engine.ledger import Ledger
 from dualstack_operator.engine.peering import PeeringGate
-from dualstack_operator.engine.queue import WorkQueue
-from dualstack_operator.engine.recreation import Recreator
+from dualstack_operator.engine.ports import (
+    AdmissionSync,
+    EventSink,
+    MetricsSink,
+    ServiceWriter,
+    StatusStore,
+)
+from dualstack_operator.engine.queue import Result, WorkQueue
+from dualstack_operator.engine.recreation import Recreations, Recreator
+from dualstack_operator.engine.remediation import Remediator
+from dualstack_operator.engine.settings import ReconcileSettings
+from dualstack_operator.engine.status_writer import StatusWriter
 from dualstack_operator.engine.throttle import Throttle
-from dualstack_operator.observability.metrics import Metrics
-from dualstack_operator.runtime.settings import ReconcileSettings
 
 log = logging.getLogger("dualstack_operator")
+
+LEGACY_RECHECK_SECONDS = 1.0  # how soon to probe again for the shared admission policy
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What one pass over a namespace read: its policies (the index's objects, which are
-    new ones whenever a policy changes), the cluster's families, and the generations of
-    its Services and its EndpointSlices, and what is known of its admission parameter."""
+    """What one pass over a namespace read: its policies (the reflector's objects, new
+    ones whenever a policy changes), the cluster's families, the generations of its
+    Services and its EndpointSlices, and what is known of its admission parameter."""
 
     policies: tuple[PolicyView, ...]
     cluster: tuple[IPFamily, ...]
@@ -69,48 +73,8 @@ class Inputs:
     __hash__ = None  # type: ignore[assignment]
 
 
-LEGACY_RECHECK_SECONDS = 1.0  # how soon to probe again for the shared admission policy
-
-
-class Writer(Protocol):
-    """The writes a pass makes (``KubeAPI``; a recording fake in the engine tests)."""
-
-    async def patch_service(
-        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str
-    ) -> None: ...
-
-    async def patch_policy_status(
-        self, namespace: str, name: str, status: dict[str, Any]
-    ) -> None: ...
-
-    async def patch_cluster_policy_status(self, name: str, status: dict[str, Any]) -> None: ...
-
-    async def post_event(
-        self, involved: dict[str, str], type: str, reason: str, message: str
-    ) -> None: ...
-
-
-def _ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
-    ref = {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name}
-    if uid:
-        ref["uid"] = uid
-    return ref
-
-
-def _applied(patch: dict[str, Any], svc: ServiceView) -> dict[str, Any]:
-    """The apply configuration for a decision's patch: both fields, always (server-side
-    apply drops a field its manager owned and leaves out)."""
-    spec = patch["spec"]
-    return {
-        "spec": {
-            "ipFamilyPolicy": spec["ipFamilyPolicy"],
-            "ipFamilies": list(spec.get("ipFamilies", svc.ip_families)),
-        }
-    }
-
-
-def _policy_ref(policy: PolicyView) -> dict[str, str]:
-    return _ref(policy.kind, names.API_VERSION, policy.namespace, policy.name, policy.uid)
+class Writer(ServiceWriter, StatusStore, EventSink, Protocol):
+    """Every write a pass makes (one recording fake stands for all in the engine tests)."""
 
 
 class Reconciler:
@@ -119,31 +83,36 @@ class Reconciler:
         settings: ReconcileSettings,
         views: Views,
         writer: Writer,
-        metrics: Metrics,
-        queue: WorkQueue,
+        metrics: MetricsSink,
         clock: Callable[[], float] = time.monotonic,
         admission: Admission | None = None,
-        native: NativeAdmission | None = None,
+        native: AdmissionSync | None = None,
         recreator: Recreator | None = None,
     ) -> None:
         self.settings = settings
         self.admission = admission  # what status.admission reports
         self.native = native  # the native admission objects, kept (or removed) per namespace
-        self.recreator = recreator  # primaryFamilyChange: Recreate (None: never recreates)
-        # Namespaces with a journaled recreation still to finish, and its failed attempts.
-        self.journaled: dict[str, int] = {}
+        self.views = views
+        self.metrics = metrics
+        backoff = Backoff(settings.reject_backoff)
+        # Writes in flight across all namespaces, fewer (and paused) while the API
+        # server answers 429 or fails; its priority and fairness queues the rest.
+        self.throttle = Throttle(settings.write_concurrency, clock=clock)
+        events = Events(writer, self.throttle)
+        retry = settings.error_retry_seconds
+        self.ledger = Ledger(
+            settings.reject_backoff, clock, settings.revert_limit, settings.revert_window_seconds
+        )
+        self.remediator = Remediator(writer, self.ledger, self.throttle, events, metrics, retry)
+        self.status = StatusWriter(writer, self.throttle, events, metrics, retry)
+        # primaryFamilyChange: Recreate (None: never recreates)
+        self.recreations = (
+            Recreations(recreator, events, metrics, backoff, retry) if recreator else None
+        )
         # A cluster policy's settled plan in each namespace it governs: its status.
         self.cluster_parts: dict[str, dict[str, PolicyPlan]] = {}
-        self.views = views
-        self.writer = writer
-        self.metrics = metrics
-        self.queue = queue
-        self.ledger = Ledger(
-            settings.reject_backoff,
-            clock,
-            settings.revert_limit,
-            settings.revert_window_seconds,
-        )
+        self.cluster_dirty: set[str] = set()  # cluster policies whose parts changed
+        self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...]]] = {}
         # What the last settled pass concluded per policy, by namespace: its status and
         # metrics.
         self.summaries: dict[str, dict[str, Summary]] = {}
@@ -152,11 +121,6 @@ class Reconciler:
         # quiet cluster costs a comparison per namespace).
         self.settled: dict[str, Inputs] = {}
         self.planner = Planner()  # decides again only the Services that changed
-        self.cluster_dirty: set[str] = set()  # cluster policies whose parts changed
-        self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...]]] = {}
-        # Writes in flight across all namespaces, fewer (and paused) while the API
-        # server answers 429 or fails; its priority and fairness queues the rest.
-        self.throttle = Throttle(settings.write_concurrency, clock=clock)
 
     # --- what the metrics collector reads (metrics.State) ---------------------------------
 
@@ -178,17 +142,11 @@ class Reconciler:
     def cluster_families(self) -> list[IPFamily]:
         return list(self.views.cluster.families)
 
-    # --- one pass -------------------------------------------------------------------------
+    @property
+    def journaled(self) -> dict[str, int]:
+        return self.recreations.journaled if self.recreations else {}
 
-    async def reconcile_guarded(self, namespace: str) -> None:
-        """A pass that fails (a restarting API server, say) is counted and retried."""
-        try:
-            await self.reconcile(namespace)
-        except Exception:
-            self.metrics.error("policy")
-            delay = self.settings.error_retry_seconds
-            log.exception("reconciling namespace %s failed; retrying in %.0fs", namespace, delay)
-            self.queue.requeue_after(namespace, delay)
+    # --- around the passes ------------------------------------------------------------------
 
     async def refresh_admission(self) -> set[str]:
         """Re-reads the native admission objects; the namespaces that have some."""
@@ -201,101 +159,35 @@ class Reconciler:
             log.warning("cannot list the native admission objects: %s", err)
         return self.native.namespaces()
 
-    async def sync_shared_admission(self) -> None:
+    async def sync_shared_admission(self) -> Result:
         """The shared native policies in step, and earlier per-namespace ones retired once
         those serve (looked at again shortly while they do not yet)."""
         if self.native is None:
-            return
+            return Result()
         try:
             await self.native.sync_shared()
         except ApiError as err:
             self.metrics.error("admission")
             log.warning("cannot keep the shared admission policies: %s", err)
         if self.native.legacy and self.native.parameters:
-            self.queue.requeue_after(min(self.native.parameters), LEGACY_RECHECK_SECONDS)
+            return Result(LEGACY_RECHECK_SECONDS)
+        return Result()
 
     async def refresh_journal(self) -> set[str]:
         """Recreations a previous run journaled and did not finish: their namespaces."""
-        if self.recreator is None:
-            return set()
+        return await self.recreations.refresh() if self.recreations else set()
+
+    # --- one pass -------------------------------------------------------------------------
+
+    async def reconcile_guarded(self, namespace: str) -> Result:
+        """A pass that fails (a restarting API server, say) is counted and retried."""
         try:
-            entries = await self.recreator.pending()
-        except ApiError as err:
-            log.warning("cannot read the recreation journal: %s", err)
-            return set()
-        for entry in entries:
-            log.info(
-                "%s/%s: a journaled recreation to finish (policy %s)",
-                entry.namespace,
-                entry.service,
-                entry.policy,
-            )
-            self.journaled.setdefault(entry.namespace, 0)
-        return {entry.namespace for entry in entries}
-
-    async def _finish_recreations(self, namespace: str) -> bool:
-        """Finishes the namespace's journaled recreations; True while one is still open."""
-        assert self.recreator is not None
-        for entry in await self.recreator.pending(namespace):
-            outcome = await self.recreator.finish(entry)
-            await self._recreation_reported(outcome)
-            if not outcome.done:
-                attempts = self.journaled.get(namespace, 0)
-                self.journaled[namespace] = attempts + 1
-                backoff = self.settings.reject_backoff
-                delay = backoff[min(attempts, len(backoff) - 1)]
-                self.queue.requeue_after(namespace, delay)
-                return True
-        self.journaled.pop(namespace, None)
-        return False
-
-    async def _recreation_reported(self, outcome: Outcome) -> None:
-        """Log, metric and Events for one recreation attempt."""
-        entry = outcome.entry
-        ns, name = entry.namespace, entry.service
-        fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
-        cluster_scoped = entry.policy_kind == names.CLUSTER_KIND
-        policy_ref = _ref(
-            entry.policy_kind,
-            names.API_VERSION,
-            "" if cluster_scoped else ns,
-            entry.policy,
-        )
-        created = outcome.created
-        if outcome.done and created is not None:
-            self.metrics.recreated(ns, entry.policy, ok=True)
-            ips = (created.get("spec") or {}).get("clusterIPs") or []
-            now = describe_fields(fields["ipFamilyPolicy"], fields["ipFamilies"] or [])
-            message = (
-                f"{name} deleted and created again as {now} by policy "
-                f"{entry.policy}: new clusterIPs {', '.join(ips)} (old uid {entry.old_uid})"
-            )
-            log.info("%s/%s recreated: %s", ns, name, message)
-            uid = str((created.get("metadata") or {}).get("uid", ""))
-            await self._event(_ref("Service", "v1", ns, name, uid), "Normal", "Recreated", message)
-            await self._event(policy_ref, "Normal", "Recreated", message)
-        elif outcome.done:
-            log.warning("%s/%s: %s", ns, name, outcome.message)
-            await self._event(
-                policy_ref, "Warning", "RecreateBlocked", f"{name}: {outcome.message}"
-            )
-        else:
-            self.metrics.recreated(ns, entry.policy, ok=False)
-            self.metrics.error("service")
-            log.warning("%s/%s: %s (the journal keeps its manifest)", ns, name, outcome.message)
-            await self._event(policy_ref, "Warning", "RecreateFailed", f"{name}: {outcome.message}")
-
-    async def _sync_admission(
-        self, namespace: str, policies: list[PolicyView], cluster: list[IPFamily]
-    ) -> Admission | None:
-        """The namespace's admission objects first; the mechanism in effect for its status."""
-        if self.native is None:
-            return self.admission
-        if await self.native.sync_guarded(namespace, policies, cluster):
-            return self.admission
-        self.metrics.error("admission")
-        self.queue.requeue_after(namespace, self.settings.error_retry_seconds)
-        return None if self.admission == Admission.POLICY else self.admission
+            return await self.reconcile(namespace)
+        except Exception:
+            self.metrics.error("policy")
+            delay = self.settings.error_retry_seconds
+            log.exception("reconciling namespace %s failed; retrying in %.0fs", namespace, delay)
+            return Result(delay)
 
     def _inputs(self, namespace: str, policies: list[PolicyView]) -> Inputs:
         """Everything a pass over ``namespace`` reads, by identity or generation."""
@@ -309,33 +201,48 @@ class Reconciler:
             native,
         )
 
-    async def reconcile(self, namespace: str) -> None:
+    async def reconcile(self, namespace: str) -> Result:
         policies = self.views.policies_in(namespace)
         inputs = self._inputs(namespace, policies)
         if self.settled.get(namespace) == inputs:
-            return  # nothing it reads has changed since it settled: the same pass again
+            return Result()  # nothing it reads has changed since it settled: the same pass
         self.settled.pop(namespace, None)
-        clean = await self._reconcile(namespace, policies)
+        clean, result = await self._reconcile(namespace, policies)
         if clean:
             self.settled[namespace] = self._inputs(namespace, policies)
+        return result
 
-    async def _reconcile(self, namespace: str, policies: list[PolicyView]) -> bool:
-        """One pass; True when it settled with nothing left to do or to retry."""
-        cluster = list(self.views.cluster.families)
-        admission = await self._sync_admission(namespace, policies, cluster)
-        clean = admission == self.admission
-        names = {p.name for p in policies}
+    async def _sync_admission(
+        self, namespace: str, policies: list[PolicyView], cluster: list[IPFamily]
+    ) -> tuple[Admission | None, Result]:
+        """The namespace's admission objects first; the mechanism in effect for its status."""
+        if self.native is None or await self.native.sync_guarded(namespace, policies, cluster):
+            return self.admission, Result()
+        self.metrics.error("admission")
+        effective = None if self.admission == Admission.POLICY else self.admission
+        return effective, Result(self.settings.error_retry_seconds)
+
+    def _forget(self, namespace: str, policies: list[PolicyView]) -> list[str]:
+        """Drops what a namespace's gone policies left: their numbers and cluster parts."""
         governing = {p.name for p in policies if p.cluster}
         for name, parts in self.cluster_parts.items():
             if namespace in parts and name not in governing:
                 del parts[namespace]  # no longer this cluster policy's namespace
                 self.cluster_dirty.add(name)
         known = self.summaries.get(namespace, {})
-        gone = [name for name in known if name not in names]
+        gone = [name for name in known if name not in {p.name for p in policies}]
         for name in gone:
             del known[name]  # a deleted policy's numbers go with it
         if not known:
             self.summaries.pop(namespace, None)
+        return gone
+
+    async def _reconcile(self, namespace: str, policies: list[PolicyView]) -> tuple[bool, Result]:
+        """One pass; True when it settled with nothing left to do or to retry."""
+        cluster = list(self.views.cluster.families)
+        admission, result = await self._sync_admission(namespace, policies, cluster)
+        clean = admission == self.admission
+        gone = self._forget(namespace, policies)
         if not policies:
             self.planner.forget(namespace)
             if gone:
@@ -345,286 +252,83 @@ class Reconciler:
                     "its Services are left as they are",
                     namespace,
                 )
-            return clean  # nothing is rolled back
-        # A snapshot: the cache moves on while this pass awaits its writes.
+            return clean, result  # nothing is rolled back
         open_recreation = False
-        if self.recreator is not None and namespace in self.journaled:
-            open_recreation = await self._finish_recreations(namespace)
+        if self.recreations is not None:
+            open_recreation, finished = await self.recreations.finish(namespace)
+            result = result.merge(finished)
+        # A snapshot: the cache moves on while this pass awaits its writes.
         services = dict(self.views.services.in_namespace(namespace))
-        plans = self._with_endpoints(
-            namespace, self.planner.plan(namespace, policies, services, cluster), services
-        )
-        for plan in plans:
-            if self.recreator is not None and not open_recreation:
-                plan, open_recreation = await self._recreate_one(plan, namespace, services, cluster)
-            with self.metrics.duration.labels("policy").time():
-                clean &= await self._reconcile_policy(plan, namespace, services, cluster, admission)
-        return clean and not open_recreation and namespace not in self.journaled
-
-    def _with_endpoints(
-        self, namespace: str, plans: list[PolicyPlan], services: Mapping[str, ServiceView]
-    ) -> list[PolicyPlan]:
-        """The plans with ``MissingEndpoints`` for compliant dual-stack Services whose
-        EndpointSlices serve only one family (from the watched slices)."""
+        plans = self.planner.plan(namespace, policies, services, cluster)
         slices = self.views.slices
-        if slices is None or slices.forbidden:
-            return plans
-        candidates = [
-            name
-            for plan in plans
-            for name, decision in plan.decisions.items()
-            if decision.state == State.COMPLIANT and len(services[name].ip_families) == 2
-        ]
-        if not candidates:
-            return plans
-        ready = ready_by_service(slices.in_namespace(namespace).values())
-        out = []
+        if slices is not None and not slices.forbidden:
+            plans = with_missing_endpoints(plans, services, slices.in_namespace(namespace).values())
         for plan in plans:
-            overrides = {}
-            for name, decision in plan.decisions.items():
-                if decision.state != State.COMPLIANT:
-                    continue
-                missing = missing_endpoints(services[name], ready.get(name, {}))
-                if missing is not None:
-                    overrides[name] = missing
-            out.append(plan.with_overrides(overrides) if overrides else plan)
-        return out
-
-    async def _recreate_one(
-        self,
-        plan: PolicyPlan,
-        ns: str,
-        services: Mapping[str, ServiceView],
-        cluster: list[IPFamily],
-    ) -> tuple[PolicyPlan, bool]:
-        """Under a Recreate policy, recreates one Service whose primary family is wrong.
-
-        Returns the plan with the candidates' in-place patches taken out (a Service
-        about to be recreated is not patched first) and whether a recreation is open.
-        """
-        spec = plan.policy.spec
-        assert self.recreator is not None
-        if (
-            spec is None
-            or spec.mode != Mode.ENFORCE
-            or spec.primary_family_change != PrimaryFamilyChange.RECREATE
-        ):
-            return plan, False
-        policy = plan.policy
-        candidates: list[tuple[ServiceView, dict[str, Any]]] = []
-        overrides: dict[str, Decision] = {}
-        for name, decision in sorted(plan.decisions.items()):
-            svc = services.get(name)
-            if decision.reason != DriftReason.PRIMARY_FAMILY_MISMATCH or svc is None:
-                continue
-            if not recreatable(svc):
-                if svc.type == "LoadBalancer":
-                    overrides[name] = Decision(
-                        decision.state,
-                        decision.reason,
-                        decision.message + " (a LoadBalancer is recreated only with "
-                        f"{RECREATE_ANNOTATION}=true on the Service)",
-                        decision.patch,
-                    )
-                continue
-            fields = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
-            if fields is not None:
-                candidates.append((svc, fields))
-        exhausted = bool(candidates) and (
-            self.recreator.budget_left(ns, policy.name, spec.max_recreations_per_hour) <= 0
-        )
-        note = "; to be recreated"
-        if exhausted:
-            wait = self.recreator.next_slot_seconds(ns, policy.name)
-            self.queue.requeue_after(ns, wait + 1)
-            note = (
-                f"; the budget of {spec.max_recreations_per_hour} recreations per hour is "
-                f"used, next in {wait / 60:.0f} min"
-            )
-        for svc, _ in candidates:
-            decision = plan.decisions[svc.name]
-            overrides[svc.name] = Decision(
-                decision.state, decision.reason, decision.message + note, None
-            )
-        plan = plan.with_overrides(overrides)
-        if not candidates or exhausted:
-            return plan, False
-        svc, fields = candidates[0]
-        try:
-            outcome = await self.recreator.recreate(
-                ns, svc.name, policy.name, fields, spec.max_recreations_per_hour, policy.kind
-            )
-        except ApiError as err:  # the journal could not be written: nothing was deleted
-            self.metrics.recreated(ns, policy.name, ok=False)
-            self.metrics.error("service")
-            message = f"{svc.name}: not recreated, the journal could not be written: {err}"
-            log.warning("%s/%s", ns, message)
-            await self._event(_policy_ref(policy), "Warning", "RecreateFailed", message)
-            self.queue.requeue_after(ns, self.settings.error_retry_seconds)
-            return plan, True
-        if outcome is None:
-            return plan, True  # the Service changed or went: its event brings a new pass
-        await self._recreation_reported(outcome)
-        if not outcome.done:
-            self.journaled[ns] = 1
-            self.queue.requeue_after(ns, self.settings.reject_backoff[0])
-        return plan, True
+            if self.recreations is not None and not open_recreation:
+                plan, open_recreation, recreated = await self.recreations.recreate_one(
+                    plan, namespace, services, cluster
+                )
+                result = result.merge(recreated)
+            with self.metrics.timed("policy"):
+                settled, written = await self._reconcile_policy(
+                    plan, namespace, services, cluster, admission
+                )
+            clean &= settled
+            result = result.merge(written)
+        return clean and not open_recreation and namespace not in self.journaled, result
 
     async def _reconcile_policy(
         self,
         plan: PolicyPlan,
         namespace: str,
-        services: Mapping[str, ServiceView],
+        services: dict[str, ServiceView],
         cluster: list[IPFamily],
         admission: Admission | None,
-    ) -> bool:
+    ) -> tuple[bool, Result]:
         """Writes what the plan says; True when nothing was left to write or to retry."""
-        triage = self.ledger.triage(plan.decisions, services)
-        policy = plan.policy
-        for _ in triage.reverts:
-            self.metrics.reverted(policy.namespace, policy.name)
-        for svc in triage.stopped:
-            message = triage.held[svc.name].message
-            log.warning("%s/%s: %s", svc.namespace, svc.name, message)
-            ref = _ref("Service", "v1", svc.namespace, svc.name)
-            await self._event(ref, "Warning", "Reverted", message)
-        outcomes = await asyncio.gather(*(self._remediate(plan.policy, j) for j in triage.jobs))
-        held = dict(triage.held)
-        pending = triage.pending  # writes whose events are still to come: the next pass
-        for job, outcome in zip(triage.jobs, outcomes, strict=True):
-            if isinstance(outcome, Rejection):
-                held[job.service.name] = outcome.decision()
-            elif outcome:
-                pending += 1
-        if pending:
-            return False  # one status write once the dust settles, not one per pass
-        settled = plan.with_overrides(held)
+        done = await self.remediator.remediate(plan, services)
+        if done.pending:
+            return False, done.result  # one status write once the dust settles
+        settled = plan.with_overrides(done.held)
         self.summaries.setdefault(namespace, {})[plan.policy.name] = settled.summary()
-        clean = not triage.jobs and not held
+        clean = not done.written and not done.held
         if plan.policy.cluster:
             # One status across namespaces: written after the batch (write_cluster_statuses).
             self.cluster_parts.setdefault(plan.policy.name, {})[namespace] = settled
             self.cluster_dirty.add(plan.policy.name)
-            return clean
+            return clean, done.result
         status = build_status(settled, cluster, admission=admission)
-        return await self._write_status(plan.policy, status) and clean
+        written, result = await self.status.write(plan.policy, status)
+        return written and clean, done.result.merge(result)
 
-    async def write_cluster_statuses(self) -> None:
+    async def write_cluster_statuses(self) -> dict[str, Result]:
         """Each cluster policy's status from its namespaces' last settled passes: those
-        whose parts changed, or whose policy did (a new object in the index)."""
+        whose parts changed, or whose policy did (a new object in the reflector). Returns
+        what the namespaces of a status that could not be written ask of the queue."""
         current = {p.name: p for p in self.views.cluster_policy_list()}
         for gone in [n for n in self.cluster_parts if n not in current]:
             del self.cluster_parts[gone]
         cluster = list(self.views.cluster.families)
         dirty, self.cluster_dirty = self.cluster_dirty, set()
+        retries: dict[str, Result] = {}
         for name, policy in current.items():
             if name not in dirty and self._cluster_seen.get(name) == (policy, tuple(cluster)):
                 continue
-            self._cluster_seen[name] = (policy, tuple(cluster))
             parts = self.cluster_parts.get(name, {})
             status = build_cluster_status(policy, parts, cluster, self.admission)
-            await self._write_status(policy, status)
-
-    async def _remediate(self, policy: PolicyView, job: Job) -> bool | Rejection:
-        """True: accepted (or to be retried soon); False: moot; a Rejection: refused."""
-        svc, patch = job.service, job.decision.patch
-        assert patch is not None
-        ref = _ref("Service", "v1", svc.namespace, svc.name)
-        try:
-            async with self.throttle.slot():
-                if (wait := self.throttle.paused()) > 0:
-                    self.queue.requeue_after(svc.namespace, wait)
-                    return True  # the server is throttling us or away: not sent now
-                with self.metrics.duration.labels("service").time():
-                    await self.writer.patch_service(
-                        svc.namespace, svc.name, _applied(patch, svc), svc.resource_version
-                    )
-        except (NotFound, Conflict):
-            return False  # deleted or changed meanwhile: its event brings a new pass
-        except Rejected as err:
-            self.metrics.remediated(svc.namespace, policy.name, ok=False)
-            self.metrics.error("service")
-            message = f"the API server rejected {patch['spec']}: {err.message}"
-            rejection = self.ledger.rejected(svc, message)
-            delay = rejection.retry_at - self.ledger.clock()
-            self.queue.requeue_after(svc.namespace, delay)
-            log.warning("%s/%s: %s (retry in %.0fs)", svc.namespace, svc.name, message, delay)
-            if not job.retry:
-                await self._event(ref, "Warning", "PatchRejected", message)
-            return rejection
-        except ApiError as err:  # throttled, unavailable, timed out: try again soon
-            self.metrics.remediated(svc.namespace, policy.name, ok=False)
-            self.metrics.error("service")
-            delay = self._failed(err)
-            log.warning("%s/%s: %s (retry in %.0fs)", svc.namespace, svc.name, err, delay)
-            self.queue.requeue_after(svc.namespace, delay)
-            return True  # no status from a pass that could not finish its writes
-        self.throttle.succeeded()
-        self.ledger.accepted(svc)
-        self.metrics.remediated(svc.namespace, policy.name, ok=True)
-        spec = patch["spec"]
-        message = f"policy {policy.name}: ipFamilyPolicy {svc.ip_family_policy} -> " + str(
-            spec["ipFamilyPolicy"]
-        )
-        if "ipFamilies" in spec:
-            message += f", ipFamilies {list(svc.ip_families)} -> {spec['ipFamilies']}"
-        log.info("%s/%s remediated: %s", svc.namespace, svc.name, message)
-        await self._event(ref, "Normal", "Remediated", message)
-        return True
-
-    async def _write_status(self, policy: PolicyView, status: dict[str, Any]) -> bool:
-        """Writes the status if it differs; False when it could not be written now."""
-        if not status_differs(policy.status, status):
-            return True
-        try:
-            async with self.throttle.slot():
-                if (wait := self.throttle.paused()) > 0:
-                    self.queue.requeue_after(policy.namespace, wait)
-                    return False
-                if policy.cluster:
-                    await self.writer.patch_cluster_policy_status(policy.name, status)
-                else:
-                    await self.writer.patch_policy_status(policy.namespace, policy.name, status)
-        except NotFound:
-            return True  # deleted meanwhile
-        except ApiError as err:
-            self.metrics.error("policy")
-            delay = self._failed(err)
-            log.warning("cannot write status of %s/%s: %s", policy.namespace, policy.name, err)
-            self.queue.requeue_after(policy.namespace, delay)
-            return False
-        self.throttle.succeeded()
-        old = {c.get("type"): c for c in policy.status.get("conditions") or []}
-        ref = _policy_ref(policy)
-        for cond in status.get("conditions", []):
-            before = old.get(cond["type"])
-            healthy = cond["status"] == "True"
-            if before is None and healthy:
-                continue  # a policy seen healthy at once: its conditions say so, quietly
-            if before is None or before.get("reason") != cond["reason"]:
-                kind = "Normal" if healthy else "Warning"
-                await self._event(ref, kind, cond["reason"], cond["message"])
-        return True
-
-    def _failed(self, err: ApiError) -> float:
-        """When to try a failed write again: after the shared pause for a throttled or
-        failing server (every writer waits it out), else the usual retry."""
-        if err.transient:
-            return self.throttle.failed(err.status, err.retry_after)
-        return self.settings.error_retry_seconds
-
-    async def _event(self, ref: dict[str, str], type: str, reason: str, message: str) -> None:
-        try:
-            async with self.throttle.slot():
-                await self.writer.post_event(ref, type, reason, message)
-        except ApiError as err:  # Events are best effort: not retried, but they slow us too
-            if err.transient:
-                self.throttle.failed(err.status, err.retry_after)
-            log.warning("cannot post event %s on %s/%s: %s", reason, ref["kind"], ref["name"], err)
+            written, result = await self.status.write(policy, status)
+            if written:
+                self._cluster_seen[name] = (policy, tuple(cluster))
+                continue
+            self.cluster_dirty.add(name)  # written at a later batch; one of its namespaces
+            for ns in sorted(parts)[:1]:  # brings that batch
+                retries[ns] = result
+        return retries
 
 
 async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, views: Views) -> None:
-    """The worker: once the caches are complete, one batch of dirty namespaces at a time."""
+    """The worker: once the caches are complete, one batch of dirty namespaces at a time;
+    each pass's ``Result`` goes to the queue, which requeues once at the smallest delay."""
     await views.services.synced.wait()
     if views.slices is not None:
         await views.slices.synced.wait()
@@ -652,9 +356,16 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
                 queue.requeue_after(namespace, gate.standby_recheck_seconds)
             continue
         began, cpu = time.monotonic(), time.process_time()
-        await asyncio.gather(*(reconciler.reconcile_guarded(ns) for ns in sorted(namespaces)))
-        await reconciler.write_cluster_statuses()
-        await reconciler.sync_shared_admission()
+        ordered = sorted(namespaces)
+        results = await asyncio.gather(*(reconciler.reconcile_guarded(ns) for ns in ordered))
+        for namespace, result in zip(ordered, results, strict=True):
+            queue.settle(namespace, result)
+        for namespace, result in (await reconciler.write_cluster_statuses()).items():
+            queue.settle(namespace, result)
+        shared = await reconciler.sync_shared_admission()
+        native = reconciler.native
+        if shared.requeue_after is not None and native is not None and native.parameters:
+            queue.settle(min(native.parameters), shared)
         if full:
             first = False
             log.info(

@@ -16,17 +16,36 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from dualstack_operator.api.models import DriftReason, IPFamily, Mode, PrimaryFamilyChange
 from dualstack_operator.api.names import (
+    API_VERSION,
+    CLUSTER_KIND,
     JOURNAL_LABEL,
     MANAGED_BY_LABEL,
     NAME,
     OWNED_NAMESPACE_LABEL,
+    RECREATE_ANNOTATION,
 )
+from dualstack_operator.core.creation import creation_patch
+from dualstack_operator.core.decision import Decision
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound
-from dualstack_operator.core.recreation import Entry, Outcome, journal_name, recreated_manifest
+from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.recreation import (
+    Entry,
+    Outcome,
+    describe_fields,
+    journal_name,
+    recreatable,
+    recreated_manifest,
+)
+from dualstack_operator.core.views import ServiceView
+from dualstack_operator.engine.backoff import Backoff
+from dualstack_operator.engine.events import Events, policy_ref, ref, service_ref
+from dualstack_operator.engine.ports import MetricsSink
+from dualstack_operator.engine.queue import Result
 
 log = logging.getLogger("dualstack_operator.engine.recreation")
 
@@ -201,3 +220,167 @@ class Recreator:
             f"The old manifest is kept in ConfigMap {self.journal_namespace}/"
             f"{journal_name(entry.namespace, entry.service)}",
         )
+
+
+class Recreations:
+    """The recreation step of a pass: finishing what the journal holds, then, under a
+    Recreate policy, recreating one Service whose primary family is wrong, with its
+    log, metric and Events."""
+
+    def __init__(
+        self,
+        recreator: Recreator,
+        events: Events,
+        metrics: MetricsSink,
+        backoff: Backoff,
+        error_retry_seconds: float,
+    ) -> None:
+        self.recreator = recreator
+        self.events = events
+        self.metrics = metrics
+        self.backoff = backoff
+        self.error_retry_seconds = error_retry_seconds
+        # Namespaces with a journaled recreation still to finish, and its failed attempts.
+        self.journaled: dict[str, int] = {}
+
+    async def refresh(self) -> set[str]:
+        """Recreations a previous run journaled and did not finish: their namespaces."""
+        try:
+            entries = await self.recreator.pending()
+        except ApiError as err:
+            log.warning("cannot read the recreation journal: %s", err)
+            return set()
+        for entry in entries:
+            log.info(
+                "%s/%s: a journaled recreation to finish (policy %s)",
+                entry.namespace,
+                entry.service,
+                entry.policy,
+            )
+            self.journaled.setdefault(entry.namespace, 0)
+        return {entry.namespace for entry in entries}
+
+    async def finish(self, namespace: str) -> tuple[bool, Result]:
+        """Finishes the namespace's journaled recreations; True while one is still open."""
+        if namespace not in self.journaled:
+            return False, Result()
+        for entry in await self.recreator.pending(namespace):
+            outcome = await self.recreator.finish(entry)
+            await self._report(outcome)
+            if not outcome.done:
+                attempts = self.journaled.get(namespace, 0) + 1
+                self.journaled[namespace] = attempts
+                return True, Result(self.backoff.delay(attempts))
+        self.journaled.pop(namespace, None)
+        return False, Result()
+
+    async def recreate_one(
+        self,
+        plan: PolicyPlan,
+        ns: str,
+        services: Mapping[str, ServiceView],
+        cluster: Sequence[IPFamily],
+    ) -> tuple[PolicyPlan, bool, Result]:
+        """Under a Recreate policy, recreates one Service whose primary family is wrong.
+
+        Returns the plan with the candidates' in-place patches taken out (a Service
+        about to be recreated is not patched first), whether a recreation is open, and
+        when to look again.
+        """
+        spec = plan.policy.spec
+        if (
+            spec is None
+            or spec.mode != Mode.ENFORCE
+            or spec.primary_family_change != PrimaryFamilyChange.RECREATE
+        ):
+            return plan, False, Result()
+        policy = plan.policy
+        candidates: list[tuple[ServiceView, dict[str, Any]]] = []
+        overrides: dict[str, Decision] = {}
+        for name, decision in sorted(plan.decisions.items()):
+            svc = services.get(name)
+            if decision.reason != DriftReason.PRIMARY_FAMILY_MISMATCH or svc is None:
+                continue
+            if not recreatable(svc):
+                if svc.type == "LoadBalancer":
+                    overrides[name] = Decision(
+                        decision.state,
+                        decision.reason,
+                        decision.message + " (a LoadBalancer is recreated only with "
+                        f"{RECREATE_ANNOTATION}=true on the Service)",
+                        decision.patch,
+                    )
+                continue
+            fields = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
+            if fields is not None:
+                candidates.append((svc, fields))
+        budget = spec.max_recreations_per_hour
+        exhausted = bool(candidates) and self.recreator.budget_left(ns, policy.name, budget) <= 0
+        note, result = "; to be recreated", Result()
+        if exhausted:
+            wait = self.recreator.next_slot_seconds(ns, policy.name)
+            result = Result(wait + 1)
+            note = (
+                f"; the budget of {budget} recreations per hour is used, "
+                f"next in {wait / 60:.0f} min"
+            )
+        for svc, _ in candidates:
+            decision = plan.decisions[svc.name]
+            overrides[svc.name] = Decision(
+                decision.state, decision.reason, decision.message + note, None
+            )
+        plan = plan.with_overrides(overrides)
+        if not candidates or exhausted:
+            return plan, False, result
+        svc, fields = candidates[0]
+        try:
+            outcome = await self.recreator.recreate(
+                ns, svc.name, policy.name, fields, budget, policy.kind
+            )
+        except ApiError as err:  # the journal could not be written: nothing was deleted
+            self.metrics.recreated(ns, policy.name, ok=False)
+            self.metrics.error("service")
+            message = f"{svc.name}: not recreated, the journal could not be written: {err}"
+            log.warning("%s/%s", ns, message)
+            await self.events.post(policy_ref(policy), "Warning", "RecreateFailed", message)
+            return plan, True, Result(self.error_retry_seconds)
+        if outcome is None:
+            return plan, True, Result()  # the Service changed or went: its event brings a pass
+        await self._report(outcome)
+        if not outcome.done:
+            self.journaled[ns] = 1
+            return plan, True, Result(self.backoff.delay(1))
+        return plan, True, Result()
+
+    async def _report(self, outcome: Outcome) -> None:
+        """Log, metric and Events for one recreation attempt."""
+        entry = outcome.entry
+        ns, name = entry.namespace, entry.service
+        fields = {k: entry.manifest["spec"].get(k) for k in ("ipFamilyPolicy", "ipFamilies")}
+        cluster_scoped = entry.policy_kind == CLUSTER_KIND
+        policy = ref(entry.policy_kind, API_VERSION, "" if cluster_scoped else ns, entry.policy)
+        created = outcome.created
+        if outcome.done and created is not None:
+            self.metrics.recreated(ns, entry.policy, ok=True)
+            ips = (created.get("spec") or {}).get("clusterIPs") or []
+            now = describe_fields(fields["ipFamilyPolicy"], fields["ipFamilies"] or [])
+            message = (
+                f"{name} deleted and created again as {now} by policy "
+                f"{entry.policy}: new clusterIPs {', '.join(ips)} (old uid {entry.old_uid})"
+            )
+            log.info("%s/%s recreated: %s", ns, name, message)
+            uid = str((created.get("metadata") or {}).get("uid", ""))
+            await self.events.post(service_ref(ns, name, uid), "Normal", "Recreated", message)
+            await self.events.post(policy, "Normal", "Recreated", message)
+        elif outcome.done:
+            log.warning("%s/%s: %s", ns, name, outcome.message)
+            await self.events.post(
+                policy, "Warning", "RecreateBlocked", f"{name}: {outcome.message}"
+            )
+        else:
+            self.metrics.recreated(ns, entry.policy, ok=False)
+            self.metrics.error("service")
+            log.warning("%s/%s: %s (the journal keeps its manifest)", ns, name, outcome.message)
+            await self.events.post(
+                policy, "Warning", "RecreateFailed", f"{name}: {outcome.message}"
+            )

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from dualstack_operator.engine.backoff import Backoff
+
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
@@ -30,7 +32,7 @@ class Throttle:
     ) -> None:
         self.ceiling = max(1, concurrency)
         self.limit = self.ceiling  # writes allowed in flight now
-        self.backoff = backoff
+        self.backoff = Backoff(backoff)
         self.clock = clock
         self.in_flight = 0
         self.paused_until = 0.0  # no write is sent before this (the server is away)
@@ -89,7 +91,7 @@ class Throttle:
         now = self.clock()
         self.strikes += 1
         self.limit = max(1, self.limit // 2)
-        delay = self.backoff[min(self.strikes, len(self.backoff)) - 1]
+        delay = self.backoff.delay(self.strikes)
         if retry_after is not None:
             delay = max(delay, retry_after) if status != 429 else retry_after
         if status == 429:

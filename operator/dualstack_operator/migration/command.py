@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -20,12 +20,27 @@ from dualstack_operator.api import names
 from dualstack_operator.api.models import IPFamily
 from dualstack_operator.core.errors import ApiError, waiting_out_429
 from dualstack_operator.core.scope import effective_policies
-from dualstack_operator.core.views import PolicyView, ServiceView
-from dualstack_operator.kube.client import KubeAPI
+from dualstack_operator.core.views import Page, PolicyView, ServiceView
 from dualstack_operator.migration.report import RENDERERS, build_report
 
 # The operator's own namespace, which no cluster policy governs without a selector.
 OWN = "dualstack-system"
+
+
+class PlanSource(Protocol):
+    """What the plan reads (and nothing else: it never writes)."""
+
+    async def list_policies(self, namespaces: tuple[str, ...]) -> list[PolicyView]: ...
+    async def list_cluster_policies(self) -> list[PolicyView]: ...
+    async def list_namespace_labels(self) -> dict[str, dict[str, str]]: ...
+    async def list_services(
+        self, namespace: str | None, limit: int, continue_token: str | None
+    ) -> Page[ServiceView]: ...
+    async def list_service_cidr_families(self) -> list[IPFamily] | None: ...
+    async def close(self) -> None: ...
+
+
+Connect = Callable[[str | None], Awaitable[PlanSource]]
 
 
 class PlanInputError(Exception):
@@ -117,7 +132,7 @@ def policies_from_files(
     return out, cluster
 
 
-async def _services(api: KubeAPI, namespace: str | None) -> list[ServiceView]:
+async def _services(api: PlanSource, namespace: str | None) -> list[ServiceView]:
     views: list[ServiceView] = []
     token: str | None = None
     while True:
@@ -139,9 +154,8 @@ def infer_families(services: Sequence[ServiceView]) -> list[IPFamily]:
     return [IPFamily(f) for f in seen if f in {str(x) for x in IPFamily}]
 
 
-async def collect(args: argparse.Namespace) -> str:
-    api = KubeAPI(args.kubeconfig)
-    await api.connect()
+async def collect(args: argparse.Namespace, connect: Connect) -> str:
+    api = await connect(args.kubeconfig)
     try:
         namespaces: list[str] = list(args.namespace)
         if args.filename:
@@ -178,9 +192,9 @@ async def collect(args: argparse.Namespace) -> str:
         await api.close()
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, connect: Connect) -> int:
     try:
-        sys.stdout.write(asyncio.run(waiting_out_429(lambda: collect(args))))
+        sys.stdout.write(asyncio.run(waiting_out_429(lambda: collect(args, connect))))
     except PlanInputError as err:
         print(f"dualstack-operator plan: {err}", file=sys.stderr)
         return 2

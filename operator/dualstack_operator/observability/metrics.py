@@ -11,8 +11,9 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -76,6 +77,10 @@ class Metrics:
 
     def bind(self, state: State) -> None:
         self.registry.register(_Collector(self, state))
+
+    def timed(self, kind: str) -> AbstractContextManager[Any]:
+        """Times one reconcile of ``kind`` (a policy pass, a Service write)."""
+        return self.duration.labels(kind).time()
 
     def remediated(self, namespace: str, policy: str, ok: bool) -> None:
         self.remediations[(namespace, policy, "success" if ok else "error")] += 1

@@ -1,0 +1,51 @@
+"""Events as the engine posts them: best effort, through the shared write gate."""
+
+from __future__ import annotations
+
+import logging
+
+from dualstack_operator.api import names
+from dualstack_operator.core.errors import ApiError
+from dualstack_operator.core.views import PolicyView
+from dualstack_operator.engine.ports import EventSink
+from dualstack_operator.engine.throttle import Throttle
+
+log = logging.getLogger("dualstack_operator.engine.events")
+
+
+def ref(kind: str, api_version: str, namespace: str, name: str, uid: str = "") -> dict[str, str]:
+    """An Event's involvedObject."""
+    out = {"apiVersion": api_version, "kind": kind, "namespace": namespace, "name": name}
+    if uid:
+        out["uid"] = uid
+    return out
+
+
+def policy_ref(policy: PolicyView) -> dict[str, str]:
+    return ref(policy.kind, names.API_VERSION, policy.namespace, policy.name, policy.uid)
+
+
+def service_ref(namespace: str, name: str, uid: str = "") -> dict[str, str]:
+    return ref("Service", "v1", namespace, name, uid)
+
+
+class Events:
+    def __init__(self, sink: EventSink, throttle: Throttle) -> None:
+        self.sink = sink
+        self.throttle = throttle
+
+    async def post(self, involved: dict[str, str], type: str, reason: str, message: str) -> None:
+        """Posts one Event; a failure is logged, not retried, but slows the writes too."""
+        try:
+            async with self.throttle.slot():
+                await self.sink.post_event(involved, type, reason, message)
+        except ApiError as err:
+            if err.transient:
+                self.throttle.failed(err.status, err.retry_after)
+            log.warning(
+                "cannot post event %s on %s/%s: %s",
+                reason,
+                involved["kind"],
+                involved["name"],
+                err,
+            )
