@@ -9,7 +9,9 @@ from typing import Any, cast
 import kopf
 
 from dualstack_operator.admission import webhook
+from dualstack_operator.admission.configuration import WebhookOptions
 from dualstack_operator.core.errors import Conflict
+from dualstack_operator.observability.tls import ServerTLS
 
 
 class RacingApi:
@@ -36,7 +38,7 @@ class RacingApi:
 
 def test_a_refused_create_is_read_again_and_replaced() -> None:
     api = RacingApi()
-    options = webhook.WebhookOptions(
+    options = WebhookOptions(
         address="127.0.0.1",
         port=0,
         host="127.0.0.1",
@@ -44,7 +46,13 @@ def test_a_refused_create_is_read_again_and_replaced() -> None:
         cert_dir=None,
         namespaces=(),
     )
-    app = cast(Any, SimpleNamespace(configurations=api))
+    app = cast(
+        Any,
+        SimpleNamespace(
+            configurations=api,
+            server_tls=lambda hosts, _: ServerTLS.self_signed(hosts, "dualstack-test-"),
+        ),
+    )
     asyncio.run(webhook.start(kopf.OperatorSettings(), app, options))
     assert api.applies == [False, True], "created, refused, then replaced"
     assert api.reads == 2

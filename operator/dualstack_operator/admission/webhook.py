@@ -10,7 +10,8 @@ import asyncio
 import base64
 import json
 import logging
-import tempfile
+import ssl
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +27,6 @@ from dualstack_operator.admission.mutation import malformed_review, mutation
 from dualstack_operator.api.names import CA_INJECTION_ANNOTATION
 from dualstack_operator.core.errors import Conflict
 from dualstack_operator.core.views import PolicyView
-from dualstack_operator.observability.tls import self_signed
 
 log = logging.getLogger("dualstack_operator.admission.webhook")
 
@@ -45,11 +45,23 @@ class ConfigurationStore(Protocol):
     ) -> None: ...
 
 
+class Certificate(Protocol):
+    """A server certificate that follows its renewals (``observability.tls.ServerTLS``)."""
+
+    cert: Path
+    key: Path
+    context: ssl.SSLContext
+
+    def ca_bundle(self) -> bytes: ...
+
+
 class Context(Protocol):
     """What the webhook needs of the running operator (kopf's memo holds it as ``app``)."""
 
     started: asyncio.Event  # set once the caches and the client are up
     webhook: WebhookOptions | None
+
+    def server_tls(self, hosts: Sequence[str], cert_dir: Path | None) -> Certificate: ...
 
     @property
     def views(self) -> PolicyViews | None: ...
@@ -117,18 +129,20 @@ async def serve(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> N
 
 async def start(settings: kopf.OperatorSettings, app: Context, options: WebhookOptions) -> None:
     """Serve the webhook and point the API server at it."""
-    if options.cert_dir is not None:
-        cert, key = options.cert_dir / "tls.crt", options.cert_dir / "tls.key"
-        ca_path = options.cert_dir / "ca.crt"
-        ca = ca_path.read_bytes() if ca_path.exists() else cert.read_bytes()
-    else:
-        hosts = [options.host] if options.host else ["127.0.0.1"]
-        if options.service:
-            ns, name = options.service.split(":")[0].split("/")
-            hosts += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
-        cert, key, ca = self_signed(Path(tempfile.mkdtemp(prefix="dualstack-webhook-")), hosts)
+    hosts = [options.host] if options.host else ["127.0.0.1"]
+    if options.service:
+        ns, name = options.service.split(":")[0].split("/")
+        hosts += [f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"]
+    # The certificate is reloaded when it is renewed (the context is the server's own);
+    # the CA goes into the caBundle at start.
+    tls = app.server_tls(hosts, options.cert_dir)
+    ca = tls.ca_bundle()
     settings.admission.server = GuardedWebhookServer(
-        addr=options.address, port=options.port, certfile=str(cert), pkeyfile=str(key)
+        addr=options.address,
+        port=options.port,
+        context=tls.context,
+        certfile=str(tls.cert),
+        pkeyfile=str(tls.key),
     )
     if options.service:
         ref, _, port = options.service.partition(":")

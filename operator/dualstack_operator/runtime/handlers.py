@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -29,7 +31,7 @@ from dualstack_operator.kube.transport import Transport
 from dualstack_operator.observability import metrics as metrics_server
 from dualstack_operator.observability.metrics import Metrics
 from dualstack_operator.observability.metrics_auth import MetricsAuth
-from dualstack_operator.observability.tls import metrics_tls
+from dualstack_operator.observability.tls import ServerTLS, metrics_tls
 from dualstack_operator.runtime.components import Components, Ports, build_components
 from dualstack_operator.runtime.settings import Settings
 
@@ -84,15 +86,33 @@ class App:
         if settings.metrics.port:
             self.metrics.bind(c.reconciler)
             secure = settings.metrics.secure
+            tls = metrics_tls(settings.metrics.cert_dir) if secure else None
+            if tls is not None:
+                self._task("dualstack metrics certificate", tls.watch())
             self.metrics_runner = await metrics_server.serve(
                 self.metrics,
                 settings.metrics.address,
                 settings.metrics.port,
                 c.ready,
                 auth=MetricsAuth(Reviews(client)) if secure else None,
-                tls=metrics_tls(settings.metrics.cert_dir) if secure else None,
+                tls=tls.context if tls is not None else None,
             )
         self.started.set()
+
+    def _task(self, name: str, loop: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(loop, name=name)
+        task.add_done_callback(_report_crash)
+        self.tasks.append(task)
+
+    def server_tls(self, hosts: Sequence[str], cert_dir: Path | None) -> ServerTLS:
+        """A server certificate that follows its renewals (the webhook's), watched here."""
+        tls = (
+            ServerTLS.from_dir(cert_dir)
+            if cert_dir
+            else ServerTLS.self_signed(hosts, "dualstack-webhook-")
+        )
+        self._task("dualstack webhook certificate", tls.watch())
+        return tls
 
     async def stop(self) -> None:
         for task in self.tasks:
