@@ -43,11 +43,12 @@ demo: venv controlplane ## the whole story on a local dual-stack control plane
 test: lint typecheck controlplane node helm ## lint, type-check, then every unit and integration test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff lint and format check
+lint: venv ## ruff lint and format check; the layers contract (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=operator $(BIN)/lint-imports
 
-typecheck: venv ## mypy --strict on the package and the launcher
+typecheck: venv ## mypy --strict on the package, hack/ and the tests
 	$(BIN)/mypy
 
 unit: venv ## only the tests that need no control plane

@@ -39,15 +39,13 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from benchkit import (
-    GROUP,
-    PLURAL,
-    VERSION,
     cluster_with_crd,
     policy,
     report,
     start_operator,
     stop_operator,
 )
+from dualstack_operator.api.names import GROUP, PLURAL, VERSION
 from localcluster import REPO, LocalCluster, free_port
 
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
@@ -85,7 +83,7 @@ async def gather_limited(limit: int, coros: list[Any]) -> list[Any]:
 async def populate(
     api: client.ApiClient, namespaces: list[str], per_ns: int, drifted_only: bool = False
 ) -> None:
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # bodies are plain dicts
     await gather_limited(
         8, [core.create_namespace({"metadata": {"name": ns}}) for ns in namespaces]
     )
@@ -101,7 +99,7 @@ async def populate(
 
 async def bare_convergence(api: client.ApiClient, namespaces: list[str], limit: int) -> float:
     """List, then patch every single-stack Service, as fast as the server accepts."""
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # bodies are plain dicts
     start = time.monotonic()
     lists = await asyncio.gather(*(core.list_namespaced_service(ns) for ns in namespaces))
     todo = [
@@ -123,7 +121,7 @@ async def bare_convergence(api: client.ApiClient, namespaces: list[str], limit: 
 
 
 async def wait_compliant(api: client.ApiClient, namespaces: list[str], per_ns: int) -> None:
-    custom = client.CustomObjectsApi(api)
+    custom: Any = client.CustomObjectsApi(api)
     wanted = set(namespaces)
     while True:
         found = await custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
@@ -294,7 +292,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         operator = await start_measured(cluster, "operator.log")
         first_ready_s = operator.ready_s
         print(f"cache ready in {operator.ready_s:.1f}s ({operator.cached} Services)", flush=True)
-        custom = client.CustomObjectsApi(api)
+        custom: Any = client.CustomObjectsApi(api)
         # Warm-up: the first policy answered means the operator's passes have begun.
         await custom.create_namespaced_custom_object(
             GROUP, VERSION, "warmup", PLURAL, policy("warmup", ipFamilyPolicy="PreferDualStack")
@@ -327,7 +325,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         await stop_operator(operator.proc)
 
         # Restart over a compliant cluster: its first pass is a full pass.
-        before = sum(writes(cluster, "op-")[0].values())
+        writes_before = sum(writes(cluster, "op-")[0].values())
         operator = await start_measured(cluster, "operator-restart.log")
         restart_ready_s = operator.ready_s
         full = await wait_log(
@@ -338,7 +336,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         restart_rss = peak_rss_mib(operator.proc.pid)
         await stop_operator(operator.proc)
         operator = None
-        restart_writes = sum(writes(cluster, "op-")[0].values()) - before
+        restart_writes = sum(writes(cluster, "op-")[0].values()) - writes_before
 
         if after:
             bare_s += await bare_convergence(api, after, args.bare_concurrency)

@@ -29,9 +29,6 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from benchkit import (
-    GROUP,
-    PLURAL,
-    VERSION,
     cluster_with_crd,
     policy,
     report,
@@ -39,7 +36,7 @@ from benchkit import (
     stop_operator,
 )
 from dualstack_operator.admission.cel import POLICY_NAME
-from dualstack_operator.api.names import ADMISSION_PLURAL
+from dualstack_operator.api.names import ADMISSION_PLURAL, GROUP, PLURAL, VERSION
 from localcluster import REPO, LocalCluster, free_port
 
 SPEC = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
@@ -91,9 +88,7 @@ def compare(on: Latencies, off: Latencies, rss: float) -> dict[str, Any]:
     return out
 
 
-async def measure(
-    core: client.CoreV1Api, into: Latencies, prefix: str, n: int, explicit: bool
-) -> None:
+async def measure(core: Any, into: Latencies, prefix: str, n: int, explicit: bool) -> None:
     """``n`` creations in each namespace, alternating between them."""
     for i in range(n):
         for ns in (PLAIN, GOVERNED) if i % 2 == 0 else (GOVERNED, PLAIN):
@@ -127,7 +122,7 @@ async def until(what: str, probe: Any, within: float = 900) -> None:
     raise TimeoutError(f"{what}: not within {within}s")
 
 
-async def shaped(core: client.CoreV1Api) -> bool:
+async def shaped(core: Any) -> bool:
     """Whether admission acts in the governed namespace now (a dry run)."""
     made = await core.create_namespaced_service(
         GOVERNED, svc(f"probe-{time.time_ns()}"), dry_run="All"
@@ -139,11 +134,11 @@ class Toggle:
     """Takes the admission objects that match requests away and puts them back."""
 
     def __init__(self, api: client.ApiClient, kinds: list[tuple[str, str]]) -> None:
-        self.api = client.AdmissionregistrationV1Api(api)
+        self.api: Any = client.AdmissionregistrationV1Api(api)
         self.kinds = kinds  # (resource as the client names it, object name)
         self.saved: list[tuple[str, dict[str, Any]]] = []
 
-    async def off(self, core: client.CoreV1Api) -> None:
+    async def off(self, core: Any) -> None:
         self.saved = []
         for resource, name in self.kinds:
             obj = self.api.api_client.sanitize_for_serialization(
@@ -157,7 +152,7 @@ class Toggle:
             await getattr(self.api, f"delete_{resource}")(name)
         await until("admission to stop", lambda: _not(shaped(core)), within=120)
 
-    async def on(self, core: client.CoreV1Api) -> None:
+    async def on(self, core: Any) -> None:
         for resource, obj in self.saved:
             await getattr(self.api, f"create_{resource}")(obj)
         await until("admission to act again", lambda: shaped(core), within=120)
@@ -168,7 +163,7 @@ async def _not(probe: Any) -> bool:
 
 
 async def rounds(
-    core: client.CoreV1Api, toggle: Toggle, name: str, n: int, count: int
+    core: Any, toggle: Toggle, name: str, n: int, count: int
 ) -> tuple[Latencies, Latencies]:
     """Alternating rounds with the objects in place and without; ends with them in place."""
     on, off = Latencies(), Latencies()
@@ -185,9 +180,7 @@ async def rounds(
     return on, off
 
 
-async def add_governed(
-    core: client.CoreV1Api, custom: client.CustomObjectsApi, start: int, count: int
-) -> None:
+async def add_governed(core: Any, custom: Any, start: int, count: int) -> None:
     slots = asyncio.Semaphore(16)
 
     async def one(i: int) -> None:
@@ -201,7 +194,7 @@ async def add_governed(
     await asyncio.gather(*(one(i) for i in range(start, start + count)))
 
 
-async def parameters(custom: client.CustomObjectsApi) -> int:
+async def parameters(custom: Any) -> int:
     found = await custom.list_cluster_custom_object(GROUP, VERSION, ADMISSION_PLURAL)
     return len(found["items"])
 
@@ -216,7 +209,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cluster, api = await cluster_with_crd("bench-admission")
     operator = None
     try:
-        core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+        core: Any = client.CoreV1Api(api)  # bodies are plain dicts
+        custom: Any = client.CustomObjectsApi(api)
         for ns in (PLAIN, GOVERNED):
             await core.create_namespace({"metadata": {"name": ns}})
         await custom.create_namespaced_custom_object(

@@ -27,15 +27,13 @@ from kubernetes_asyncio import client
 
 from bench import cpu_seconds, gather_limited, peak_rss_mib, wait_log, writes
 from benchkit import (
-    GROUP,
-    PLURAL,
-    VERSION,
     cluster_with_crd,
     policy,
     report,
     start_operator,
     stop_operator,
 )
+from dualstack_operator.api.names import GROUP, PLURAL, VERSION
 from localcluster import REPO
 
 SPEC = {"ipFamilyPolicy": "PreferDualStack"}
@@ -53,7 +51,8 @@ def service(name: str) -> dict[str, Any]:
 
 
 async def populate(api: client.ApiClient, namespaces: list[str], per_ns: int) -> None:
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    core: Any = client.CoreV1Api(api)  # bodies are plain dicts
+    custom: Any = client.CustomObjectsApi(api)
 
     async def one(ns: str) -> None:
         await core.create_namespace({"metadata": {"name": ns}})
@@ -91,7 +90,7 @@ async def bare_writes(
     api: client.ApiClient, namespaces: list[str], per_ns: int, limit: int
 ) -> float:
     """Server-side applies of a status to each namespace's policy, as fast as accepted."""
-    custom = client.CustomObjectsApi(api)
+    custom: Any = client.CustomObjectsApi(api)
     start = time.monotonic()
     await gather_limited(
         limit,
@@ -119,7 +118,7 @@ async def bare_writes(
 
 
 async def statuses_written(api: client.ApiClient, per_ns: int) -> int:
-    custom = client.CustomObjectsApi(api)
+    custom: Any = client.CustomObjectsApi(api)
     found = await custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
     return sum(
         1

@@ -17,6 +17,39 @@ from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 
 CRDS = [REPO / "crds" / kind.file for kind in KINDS]
+TESTS = Path(__file__).parent
+# Fixtures that build or run the control plane's binaries; every cluster fixture uses one.
+CONTROL_PLANE = frozenset({"binaries", "helm"})
+# The slow end-to-end tiers: a real node, the image, the deployed operator, Helm.
+E2E = frozenset({"node_cluster", "noded", "operator_image", "helm"})
+CONTROL_PLANE_PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from where a test lives and what it uses, never by hand: a test under
+    ``integration/`` or ``e2e/``, or one that asks for a control-plane fixture, is
+    ``cluster``; one under ``e2e/`` or using a node, the image or Helm is also ``e2e``."""
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        uses = set(getattr(item, "fixturenames", ()))
+        if tier in ("integration", "e2e") or uses & CONTROL_PLANE:
+            item.add_marker(pytest.mark.cluster)
+        if tier == "e2e" or uses & E2E:
+            item.add_marker(pytest.mark.e2e)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A test not marked ``cluster`` must start no control-plane process (the stray-process
+    check, per test): ``make unit`` is then truly free of them."""
+    if item.get_closest_marker("cluster") is not None:
+        return
+    factory = getattr(item.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    base = str(factory.getbasetemp())
+    started = _stray_processes(base, CONTROL_PLANE_PROCESSES)
+    if started:
+        pytest.fail(f"{item.nodeid} is not marked cluster but started: {started}")
 
 
 @pytest.fixture(scope="session")
@@ -201,8 +234,9 @@ def start_operator(
         proc.stop()
 
 
-def _stray_processes(marker: str) -> list[str]:
-    """Processes (other than zombies) whose command line names ``marker``."""
+def _stray_processes(marker: str, programs: tuple[str, ...] = ()) -> list[str]:
+    """Processes (other than zombies) whose command line names ``marker`` (and, if given,
+    one of ``programs``)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -212,7 +246,8 @@ def _stray_processes(marker: str) -> list[str]:
             state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
         except OSError:
             continue
-        if marker.encode() in cmdline and state != "Z":
+        named = not programs or any(p.encode() in cmdline for p in programs)
+        if marker.encode() in cmdline and named and state != "Z":
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{proc.name}: {text[:120]}")
     return found

@@ -27,8 +27,6 @@ from support.audit import operator_writes, parameter_writes, service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
 
-pytestmark = pytest.mark.cluster
-
 StartOperator = Callable[..., OperatorProcess]
 MECHANISMS = ["policy", "webhook"]
 NATIVE_KINDS = (

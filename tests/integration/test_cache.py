@@ -14,8 +14,6 @@ from support.audit import operator_writes, service_patches
 from support.kube import Kubectl, dsp, families, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
-pytestmark = pytest.mark.cluster
-
 StartOperator = Callable[..., OperatorProcess]
 
 

@@ -7,21 +7,22 @@ import asyncio
 import pytest
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.kube.client import KubeAPI
+from dualstack_operator.kube.client import Client
+from dualstack_operator.kube.services import ServiceCalls
+from dualstack_operator.kube.transport import Transport
 from localcluster import LocalCluster
-
-pytestmark = pytest.mark.cluster
 
 V4, V6 = IPFamily.IPV4, IPFamily.IPV6
 
 
 async def detect(cluster: LocalCluster) -> tuple[list[IPFamily] | None, list[IPFamily]]:
-    api = KubeAPI(str(cluster.kubeconfig))
-    await api.connect()
+    transport = Transport(str(cluster.kubeconfig))
+    await transport.connect()
+    api = ServiceCalls(Client(transport))
     try:
         return await api.service_cidr_families(), await api.probe_families()
     finally:
-        await api.close()
+        await transport.close()
 
 
 @pytest.mark.parametrize(

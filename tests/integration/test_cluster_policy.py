@@ -12,8 +12,6 @@ from localcluster import LocalCluster, free_port
 from support.kube import Kubectl, dsp, families, service, wait_for
 from support.operator_proc import OperatorProcess
 
-pytestmark = pytest.mark.cluster
-
 StartOperator = Callable[..., OperatorProcess]
 
 

@@ -21,6 +21,7 @@ policies' status), with the same seed, so both see the same requests.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import random
@@ -43,8 +44,6 @@ from localcluster import SERVICE_CIDRS, LocalCluster, free_port
 from support.kube import Kubectl, wait_for
 from support.operator_proc import OperatorProcess
 from support.rest import Answer, Rest
-
-pytestmark = pytest.mark.cluster
 
 V4, V6 = "IPv4", "IPv6"
 SPECS: list[tuple[str, tuple[str, ...]]] = [
@@ -163,8 +162,8 @@ class Addresses:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.networks = {
-            family: ipaddress.ip_network(SERVICE_CIDRS[key])
-            for family, key in ((V4, "ipv4"), (V6, "ipv6"))
+            V4: ipaddress.ip_network(SERVICE_CIDRS["ipv4"]),
+            V6: ipaddress.ip_network(SERVICE_CIDRS["ipv6"]),
         }
 
     def pick(self, families: tuple[str, ...]) -> list[str]:
@@ -261,8 +260,8 @@ def harness(request: pytest.FixtureRequest, binaries: Path) -> Iterator[Harness]
         [(m, i) for m in ("policy", "webhook") for i in range(len(CONFIGS))], bodies, strict=True
     ):
         kind = "dsp" if body["kind"] == "DualStackPolicy" else "cdsp"
-        ns = ["-n", body["metadata"]["namespace"]] if kind == "dsp" else []
-        stored = json.loads(admin.run("get", kind, body["metadata"]["name"], *ns, "-o", "json"))
+        scope = ["-n", body["metadata"]["namespace"]] if kind == "dsp" else []
+        stored = json.loads(admin.run("get", kind, body["metadata"]["name"], *scope, "-o", "json"))
         h.policies[(mechanism, index)] = PolicyView.from_body(stored, cluster=kind == "cdsp")
     try:
         yield h
@@ -284,10 +283,22 @@ def _stored(answer: Answer) -> tuple[Any, Any]:
     return spec.get("ipFamilyPolicy"), spec.get("ipFamilies")
 
 
+def _stores(want: tuple[Any, Any], answer: Answer) -> bool:
+    return _stored(answer) == want
+
+
+def _warns(warning: str, answer: Answer) -> bool:
+    return any(warning in text for text in answer.warnings)
+
+
+def _admits(rest: Rest, ns: str, body: dict[str, Any], check: Callable[[Answer], bool]) -> bool:
+    return check(rest.create_service(ns, body, dry_run=True))
+
+
 def _as_validated(body: dict[str, Any], control: Answer, chose: bool) -> dict[str, Any]:
     """The request as a validating policy judges it: the family fields the server stored,
     and of the addresses only the family of a primary the client chose."""
-    stored = json.loads(json.dumps(body))
+    stored: dict[str, Any] = json.loads(json.dumps(body))
     spec = stored["spec"]
     policy, families = _stored(control)
     if policy:
@@ -373,7 +384,7 @@ class Phase:
             try:
                 _, drift, views = wait_for(
                     f"the reconciler's pass over {ns}",
-                    lambda ns=ns, names=names, policy=policy: self._settled(ns, names, policy),
+                    functools.partial(self._settled, ns, names, policy),
                     timeout=60,
                 )
             except AssertionError as err:
@@ -470,16 +481,14 @@ def wait_until_admission_acts(h: Harness, mechanism: str) -> None:
                 want = _stored(h.rest.create_service(h.control, shaped, dry_run=True))
                 if want == _stored(control):
                     continue
-                check: Callable[[Answer], bool] = lambda a, want=want: _stored(a) == want  # noqa: E731
+                check: Callable[[Answer], bool] = functools.partial(_stores, want)
             elif expected.warning:
-                check = lambda a, w=expected.warning: any(w in x for x in a.warnings)  # noqa: E731
+                check = functools.partial(_warns, expected.warning)
             else:
                 continue
             wait_for(
                 f"admission ({mechanism}) to act in {ns}",
-                lambda ns=ns, body=body, check=check: check(
-                    h.rest.create_service(ns, body, dry_run=True)
-                ),
+                functools.partial(_admits, h.rest, ns, body, check),
                 timeout=60,
             )
             break

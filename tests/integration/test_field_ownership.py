@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -15,8 +16,6 @@ from localcluster import REPO, LocalCluster
 from support.audit import operator_writes, service_patches
 from support.kube import Kubectl, KubectlError, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
-
-pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
 SINGLE = {"ipFamilyPolicy": "SingleStack", "ipFamilies": ["IPv4"]}
@@ -94,7 +93,7 @@ def test_a_fight_ends_after_three_writes_with_reverted(
     operator = start_operator(dual_cluster, dual)
     dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
     fixes = 0
-    reverts = [
+    reverts: list[Callable[[], object]] = [
         lambda: dual.run("apply", "-f", "-", stdin=json.dumps(manifest("web"))),
         lambda: dual.patch("service", "web", {"spec": SINGLE}),
     ]
@@ -120,9 +119,8 @@ def test_a_fight_ends_after_three_writes_with_reverted(
     assert "reverted 3 times" in entry["message"]
     # Then silence: more events (the fighters touch other fields too), passes, no writes.
     for i in range(3):
-        after_next_pass(
-            operator, lambda i=i: dual.run("label", "service", "web", f"round={i}", "--overwrite")
-        )  # type: ignore[misc]
+        label = functools.partial(dual.run, "label", "service", "web", f"round={i}", "--overwrite")
+        after_next_pass(operator, label)
     assert patches(dual_cluster, dual, "web") == 3
     warnings = [e for e in dual.get("events")["items"] if e["reason"] == "Reverted"]
     assert len(warnings) == 1

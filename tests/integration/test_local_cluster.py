@@ -14,8 +14,6 @@ import pytest
 from localcluster import REPO, LocalCluster
 from support.kube import Kubectl, KubectlError, service, wait_for
 
-pytestmark = pytest.mark.cluster
-
 
 def test_version_reports_the_real_release(dual_cluster: LocalCluster, binaries: Path) -> None:
     kubectl = Kubectl(binaries / "kubectl", dual_cluster.kubeconfig)

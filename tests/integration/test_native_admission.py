@@ -31,8 +31,6 @@ from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
 from dualstack_operator.core.views import PolicyView
 from support.kube import Kubectl, KubectlError, wait_for
 
-pytestmark = pytest.mark.cluster
-
 CLUSTER = [IPFamily.IPV4, IPFamily.IPV6]
 KEYS = ["app", "tier"]
 VALUES = ["a", "b"]

@@ -9,15 +9,9 @@ import pytest
 
 from dualstack_operator.core.decision import State, decide
 from dualstack_operator.core.views import ServiceView
-from support.decision_cases import CASES, DUAL
+from support.decision_cases import DUAL
+from support.decision_cases import SERVER_SAMPLE as SAMPLE
 from support.kube import Kubectl, service
-
-pytestmark = pytest.mark.cluster
-
-# A PreferDualStack Service with one family cannot be created on a dual-stack cluster
-# (it arises only from a migration; test_reconciler covers that case end to end).
-UNCREATABLE = {"stale-prefer-upgraded-by-families"}
-SAMPLE = [c for c in CASES if c[3] == DUAL and c[6] is not None and c[0] not in UNCREATABLE]
 
 
 def manifest(view: ServiceView) -> dict[str, Any]:
@@ -31,13 +25,6 @@ def manifest(view: ServiceView) -> dict[str, Any]:
     if view.headless:
         spec["clusterIP"] = "None"
     return service("svc", **spec)
-
-
-def test_sample_covers_every_patch_shape() -> None:
-    reasons = {c[5] for c in SAMPLE}
-    assert {"MissingFamily", "ExtraFamily", "PolicyMismatch", "PrimaryFamilyMismatch"} <= reasons
-    assert {c[2].type for c in SAMPLE} >= {"ClusterIP", "NodePort"}
-    assert any(c[2].headless for c in SAMPLE)
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from localcluster import REPO, LocalCluster
 from support.kube import Kubectl, token_kubeconfig
-
-pytestmark = pytest.mark.cluster
 
 EXAMPLES = REPO / "examples"
 

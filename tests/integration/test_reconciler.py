@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from localcluster import REPO, LocalCluster
 from support.audit import operator_attempts, operator_writes, service_patches
 from support.kube import (
@@ -27,8 +25,6 @@ from support.kube import (
     wait_for,
 )
 from support.operator_proc import OperatorProcess, after_next_pass
-
-pytestmark = pytest.mark.cluster
 
 StartOperator = Callable[..., OperatorProcess]
 

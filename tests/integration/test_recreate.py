@@ -6,8 +6,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from dualstack_operator.core.recreation import journal_name
 from dualstack_operator.engine.recreation import FAULT_ENV
 from localcluster import LocalCluster
@@ -15,10 +13,8 @@ from support.audit import operator_writes
 from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
-pytestmark = pytest.mark.cluster
-
 StartOperator = Callable[..., OperatorProcess]
-RECREATE = {
+RECREATE: dict[str, Any] = {
     "ipFamilyPolicy": "RequireDualStack",
     "ipFamilies": ["IPv6", "IPv4"],
     "primaryFamilyChange": "Recreate",

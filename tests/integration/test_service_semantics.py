@@ -14,8 +14,6 @@ import pytest
 
 from support.kube import Kubectl, service
 
-pytestmark = pytest.mark.cluster
-
 V4_CIDR = ipaddress.ip_network("10.96.0.0/16")
 V6_CIDR = ipaddress.ip_network("fd00:10:96::/112")
 

@@ -251,3 +251,10 @@ CASES: list[
         {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]},
     ),
 ]
+
+
+# The patch cases the real API server is given (tests/integration/test_patches_accepted.py).
+# A PreferDualStack Service with one family cannot be created on a dual-stack cluster
+# (it arises only from a migration; test_reconciler covers that case end to end).
+UNCREATABLE = {"stale-prefer-upgraded-by-families"}
+SERVER_SAMPLE = [c for c in CASES if c[3] == DUAL and c[6] is not None and c[0] not in UNCREATABLE]

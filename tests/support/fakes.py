@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import heapq
+import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,15 +36,44 @@ from dualstack_operator.runtime.settings import Settings
 Key = tuple[str, str]
 
 
+@dataclass(order=True)
+class FakeTimer:
+    due: float
+    seq: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class FakeClock:
+    """The engine's clock (engine.clock.Clock) by hand: ``advance`` moves time and runs
+    the timers that fell due, in due order, as the loop would have."""
+
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
+        self._timers: list[FakeTimer] = []
+        self._seq = itertools.count()
 
     def __call__(self) -> float:
         return self.now
 
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
+        timer = FakeTimer(self.now + max(0.0, delay), next(self._seq), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    def pending(self) -> list[float]:
+        """When the timers not yet run are due."""
+        return sorted(t.due for t in self._timers if not t.cancelled)
+
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        while self._timers and self._timers[0].due <= self.now:
+            timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback()
 
 
 @dataclass
@@ -171,7 +202,7 @@ class FakeApi:
 
     async def watch_services(
         self, namespace: str | None, resource_version: str, timeout_seconds: int, silence: int
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncIterator[WatchEvent[ServiceView]]:
         self.watch_starts.append(resource_version)
         since = int(resource_version)
         if since < self.compacted:
@@ -220,6 +251,9 @@ class FakeApi:
                 views[i] = dataclasses.replace(view, status=status)
                 return
         raise NotFound(404, f'dualstackpolicies "{name}" not found')
+
+    async def patch_cluster_policy_status(self, name: str, status: dict[str, Any]) -> None:
+        self.writes.append(Write("status", "", name, status))
 
     async def post_event(
         self, involved: dict[str, str], type: str, reason: str, message: str
@@ -293,6 +327,15 @@ class FakeApi:
     async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return []
 
+    def _unused(self, *_: Any) -> Any:
+        raise AssertionError("the engine tests run without admission objects and recreation")
+
+    create_admission_object = replace_admission_object = delete_admission_object = _unused
+    create_admission_parameter = replace_admission_parameter = _unused
+    delete_admission_parameter = dry_run_service = _unused
+    read_service = delete_service = create_service = _unused
+    create_configmap = label_configmap = delete_configmap = _unused
+
     def patches(self, name: str | None = None) -> list[Write]:
         return [w for w in self.writes if w.kind == "patch" and name in (None, w.name)]
 
@@ -345,7 +388,7 @@ async def start_engine(
         cache=cache or CacheSettings(retry_seconds=(0.01,)),
     )
     metrics = Metrics()
-    ports = Ports(api, api, api, api, api)  # type: ignore[arg-type]
+    ports = Ports(api, api, api, api, api)
     built = build_components(settings, ports, metrics, clock, policies=(api.policies, {}, {}))
     built.views.cluster.families = list(api.families)
     built.views.policies_ready.set()

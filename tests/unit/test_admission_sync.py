@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 from typing import Any
@@ -128,136 +127,118 @@ def shared(store: Store) -> set[str]:
     return {k for (k, _, name) in store.objects if name == POLICY_NAME}
 
 
-def test_parameters_follow_policies_with_no_write_when_in_step() -> None:
-    async def scenario() -> None:
-        store = Store()
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        await native.refresh()
-        assert await native.sync("ns", [ENFORCE], CLUSTER) == 1
-        assert store.writes == [("create", PARAMS, PARAMETER_NAME)]
-        assert await native.sync("ns", [ENFORCE], CLUSTER) == 0, "in step: no write"
-        assert await native.sync_shared() == 4
-        assert shared(store) == {str(k) for k in Kind}
-        assert await native.sync_shared() == 0, "in step: no write"
-        # A restart knows only what it lists: still nothing to write.
-        again = NativeAdmission(store, enabled=True, namespaces=())
-        await again.refresh()
-        assert again.namespaces() == {"ns"}
-        assert await again.sync("ns", [ENFORCE], CLUSTER) == 0
-        assert await again.sync_shared() == 0
+async def test_parameters_follow_policies_with_no_write_when_in_step() -> None:
+    store = Store()
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    await native.refresh()
+    assert await native.sync("ns", [ENFORCE], CLUSTER) == 1
+    assert store.writes == [("create", PARAMS, PARAMETER_NAME)]
+    assert await native.sync("ns", [ENFORCE], CLUSTER) == 0, "in step: no write"
+    assert await native.sync_shared() == 4
+    assert shared(store) == {str(k) for k in Kind}
+    assert await native.sync_shared() == 0, "in step: no write"
+    # A restart knows only what it lists: still nothing to write.
+    again = NativeAdmission(store, enabled=True, namespaces=())
+    await again.refresh()
+    assert again.namespaces() == {"ns"}
+    assert await again.sync("ns", [ENFORCE], CLUSTER) == 0
+    assert await again.sync_shared() == 0
 
-        changed = policy("p", ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4", "IPv6"])
-        changed = dataclasses.replace(changed, generation=2)
-        store.writes.clear()
-        assert await again.sync("ns", [changed, AUDIT], CLUSTER) == 1
-        assert store.writes == [("update", PARAMS, PARAMETER_NAME)]
-        spec = store.objects[(PARAMS, "ns", PARAMETER_NAME)]["spec"]
-        assert [p["name"] for p in spec["policies"]] == ["p", "q"]
-        assert set(spec["mutations"]) == {"p"}
-        assert set(spec["warnings"]) == {"q"}
-        store.writes.clear()
-        assert await again.sync("ns", [], CLUSTER) == 1
-        assert store.writes == [("delete", PARAMS, f"ns/{PARAMETER_NAME}")]
-        assert shared(store), "the shared policies stay for the other namespaces"
-
-    asyncio.run(scenario())
+    changed = policy("p", ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4", "IPv6"])
+    changed = dataclasses.replace(changed, generation=2)
+    store.writes.clear()
+    assert await again.sync("ns", [changed, AUDIT], CLUSTER) == 1
+    assert store.writes == [("update", PARAMS, PARAMETER_NAME)]
+    spec = store.objects[(PARAMS, "ns", PARAMETER_NAME)]["spec"]
+    assert [p["name"] for p in spec["policies"]] == ["p", "q"]
+    assert set(spec["mutations"]) == {"p"}
+    assert set(spec["warnings"]) == {"q"}
+    store.writes.clear()
+    assert await again.sync("ns", [], CLUSTER) == 1
+    assert store.writes == [("delete", PARAMS, f"ns/{PARAMETER_NAME}")]
+    assert shared(store), "the shared policies stay for the other namespaces"
 
 
-def test_the_number_of_shared_objects_does_not_grow_with_namespaces() -> None:
-    async def scenario() -> None:
-        store = Store()
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        for i in range(50):
-            view = policy("default", f"ns{i}", ipFamilyPolicy="PreferDualStack")
-            await native.sync(f"ns{i}", [view], CLUSTER)
-        await native.sync_shared()
-        kinds = [k for (k, _, _) in store.objects]
-        assert kinds.count(PARAMS) == 50
-        assert len(kinds) == 50 + 4
-
-    asyncio.run(scenario())
+async def test_the_number_of_shared_objects_does_not_grow_with_namespaces() -> None:
+    store = Store()
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    for i in range(50):
+        view = policy("default", f"ns{i}", ipFamilyPolicy="PreferDualStack")
+        await native.sync(f"ns{i}", [view], CLUSTER)
+    await native.sync_shared()
+    kinds = [k for (k, _, _) in store.objects]
+    assert kinds.count(PARAMS) == 50
+    assert len(kinds) == 50 + 4
 
 
-def test_earlier_objects_go_only_once_the_shared_policy_serves() -> None:
-    async def scenario() -> None:
-        store = Store()
-        store.legacy("ns")
-        store.loaded = False  # the API server has not loaded the new policy yet
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        await native.refresh()
-        assert native.namespaces() == {"ns"}
-        await native.sync("ns", [ENFORCE], CLUSTER)
-        await native.sync_shared()
-        assert len(native.legacy) == 4, "kept while the shared policy does not serve"
-        assert not [w for w in store.writes if w[0] == "delete"]
-        assert store.probes == ["ns"]
-        store.loaded = True
-        assert await native.sync_shared() == 4
-        assert not native.legacy
-        # Bindings go before the policies they bind.
-        deletes = [w[1] for w in store.writes if w[0] == "delete"]
-        assert deletes[0] == str(Kind.VALIDATING_BINDING)
-        assert {k for (k, _, n) in store.objects if n != POLICY_NAME} == {PARAMS}
-
-    asyncio.run(scenario())
+async def test_earlier_objects_go_only_once_the_shared_policy_serves() -> None:
+    store = Store()
+    store.legacy("ns")
+    store.loaded = False  # the API server has not loaded the new policy yet
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    await native.refresh()
+    assert native.namespaces() == {"ns"}
+    await native.sync("ns", [ENFORCE], CLUSTER)
+    await native.sync_shared()
+    assert len(native.legacy) == 4, "kept while the shared policy does not serve"
+    assert not [w for w in store.writes if w[0] == "delete"]
+    assert store.probes == ["ns"]
+    store.loaded = True
+    assert await native.sync_shared() == 4
+    assert not native.legacy
+    # Bindings go before the policies they bind.
+    deletes = [w[1] for w in store.writes if w[0] == "delete"]
+    assert deletes[0] == str(Kind.VALIDATING_BINDING)
+    assert {k for (k, _, n) in store.objects if n != POLICY_NAME} == {PARAMS}
 
 
-def test_disabled_only_removes_what_an_earlier_run_left() -> None:
-    async def scenario() -> None:
-        store = Store()
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        await native.sync("ns", [ENFORCE, AUDIT], CLUSTER)
-        await native.sync_shared()
-        store.legacy("old")
-        off = NativeAdmission(store, enabled=False, namespaces=())
-        await off.refresh()
-        assert off.namespaces() == {"ns", "old"}
-        await off.sync("ns", [ENFORCE, AUDIT], CLUSTER)
-        await off.sync_shared()
-        assert store.objects == {}
-        assert not store.probes, "nothing to wait for when removing"
-
-    asyncio.run(scenario())
+async def test_disabled_only_removes_what_an_earlier_run_left() -> None:
+    store = Store()
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    await native.sync("ns", [ENFORCE, AUDIT], CLUSTER)
+    await native.sync_shared()
+    store.legacy("old")
+    off = NativeAdmission(store, enabled=False, namespaces=())
+    await off.refresh()
+    assert off.namespaces() == {"ns", "old"}
+    await off.sync("ns", [ENFORCE, AUDIT], CLUSTER)
+    await off.sync_shared()
+    assert store.objects == {}
+    assert not store.probes, "nothing to wait for when removing"
 
 
-def test_a_namespaced_operator_leaves_the_shared_objects_to_others() -> None:
-    async def scenario() -> None:
-        store = Store()
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        await native.sync("a", [policy("p", "a", ipFamilyPolicy="PreferDualStack")], CLUSTER)
-        await native.sync("b", [policy("p", "b", ipFamilyPolicy="PreferDualStack")], CLUSTER)
-        await native.sync_shared()
-        store.legacy("a")
-        store.legacy("c")
-        off = NativeAdmission(store, enabled=False, namespaces=("a",))
-        await off.refresh()
-        assert off.namespaces() == {"a"}
-        await off.sync("a", [], CLUSTER)
-        await off.sync_shared()
-        left = {(k, ns, n) for (k, ns, n) in store.objects}
-        assert (PARAMS, "b", PARAMETER_NAME) in left
-        assert (PARAMS, "a", PARAMETER_NAME) not in left
-        assert shared(store) == {str(k) for k in Kind}
-        assert (str(Kind.MUTATING), "", "dualstack.dev.c") in left, "not its namespace"
-        assert (str(Kind.MUTATING), "", "dualstack.dev.a") not in left
-
-    asyncio.run(scenario())
+async def test_a_namespaced_operator_leaves_the_shared_objects_to_others() -> None:
+    store = Store()
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    await native.sync("a", [policy("p", "a", ipFamilyPolicy="PreferDualStack")], CLUSTER)
+    await native.sync("b", [policy("p", "b", ipFamilyPolicy="PreferDualStack")], CLUSTER)
+    await native.sync_shared()
+    store.legacy("a")
+    store.legacy("c")
+    off = NativeAdmission(store, enabled=False, namespaces=("a",))
+    await off.refresh()
+    assert off.namespaces() == {"a"}
+    await off.sync("a", [], CLUSTER)
+    await off.sync_shared()
+    left = {(k, ns, n) for (k, ns, n) in store.objects}
+    assert (PARAMS, "b", PARAMETER_NAME) in left
+    assert (PARAMS, "a", PARAMETER_NAME) not in left
+    assert shared(store) == {str(k) for k in Kind}
+    assert (str(Kind.MUTATING), "", "dualstack.dev.c") in left, "not its namespace"
+    assert (str(Kind.MUTATING), "", "dualstack.dev.a") not in left
 
 
-def test_a_conflict_reads_again_and_retries_once() -> None:
-    async def scenario() -> None:
-        store = Store()
-        native = NativeAdmission(store, enabled=True, namespaces=())
-        await native.sync("ns", [ENFORCE], CLUSTER)
-        # Another replica changed the object meanwhile: our resourceVersion is stale.
-        key = (PARAMS, "ns", PARAMETER_NAME)
-        store.objects[key] = store._stamp(store.objects[key])
-        changed = policy("p", ipFamilyPolicy="PreferDualStack")
-        changed = dataclasses.replace(changed, generation=2)
-        assert await native.sync("ns", [changed], CLUSTER) == 1
-        assert store.writes[-1] == ("update", PARAMS, PARAMETER_NAME)
-
-    asyncio.run(scenario())
+async def test_a_conflict_reads_again_and_retries_once() -> None:
+    store = Store()
+    native = NativeAdmission(store, enabled=True, namespaces=())
+    await native.sync("ns", [ENFORCE], CLUSTER)
+    # Another replica changed the object meanwhile: our resourceVersion is stale.
+    key = (PARAMS, "ns", PARAMETER_NAME)
+    store.objects[key] = store._stamp(store.objects[key])
+    changed = policy("p", ipFamilyPolicy="PreferDualStack")
+    changed = dataclasses.replace(changed, generation=2)
+    assert await native.sync("ns", [changed], CLUSTER) == 1
+    assert store.writes[-1] == ("update", PARAMS, PARAMETER_NAME)
 
 
 def test_the_parameter_holds_the_chain_oldest_first_and_the_tables() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from dualstack_operator.api.models import DriftReason, DualStackPolicySpec, IPFamily, LabelSelector
 from dualstack_operator.core.decision import State, decide, selects
 from dualstack_operator.core.views import ServiceView
-from support.decision_cases import CASES, V4, V6, policy, svc
+from support.decision_cases import CASES, SERVER_SAMPLE, V4, V6, policy, svc
 
 
 @pytest.mark.parametrize(
@@ -167,3 +167,11 @@ def test_properties(data: st.DataObject) -> None:
     after = decide(spec, apply_patch(service, decision.patch), cluster)
     assert after.patch is None
     assert after.state == State.COMPLIANT or after.reason == DriftReason.PRIMARY_FAMILY_MISMATCH
+
+
+def test_server_sample_covers_every_patch_shape() -> None:
+    """The cases test_patches_accepted gives the real API server cover every patch shape."""
+    reasons = {c[5] for c in SERVER_SAMPLE}
+    assert {"MissingFamily", "ExtraFamily", "PolicyMismatch", "PrimaryFamilyMismatch"} <= reasons
+    assert {c[2].type for c in SERVER_SAMPLE} >= {"ClusterIP", "NodePort"}
+    assert any(c[2].headless for c in SERVER_SAMPLE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from typing import Any
@@ -112,78 +111,66 @@ def test_the_manifest_keeps_everything_but_what_the_server_allocates() -> None:
     assert "status" not in manifest
 
 
-def test_journal_first_then_delete_then_create_then_forget() -> None:
-    async def scenario() -> None:
-        store = Store()
-        store.services["web"] = stored("web")
-        outcome = await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10)
-        assert outcome is not None
-        assert outcome.done
-        assert store.calls == ["journal", "delete web", "create web", "forget"]
-        assert store.services["web"]["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
-        assert store.configmaps == {}
-
-    asyncio.run(scenario())
+async def test_journal_first_then_delete_then_create_then_forget() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    outcome = await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10)
+    assert outcome is not None
+    assert outcome.done
+    assert store.calls == ["journal", "delete web", "create web", "forget"]
+    assert store.services["web"]["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert store.configmaps == {}
 
 
-def test_a_refused_create_keeps_the_journal_and_a_later_pass_finishes() -> None:
-    async def scenario() -> None:
-        store = Store()
-        store.services["web"] = stored("web")
-        store.refuse_create = Rejected(403, "exceeded quota: services")
-        recreator = Recreator(store, "ops")
-        outcome = await recreator.recreate("ns", "web", "p", FIELDS, 10)
-        assert outcome is not None
-        assert not outcome.done
-        assert "exceeded quota" in outcome.message
-        (entry,) = await recreator.pending("ns")
-        assert json.loads(store.configmaps["recreate.ns.web"]["data"]["manifest"])["spec"][
-            "ports"
-        ] == [{"port": 80, "nodePort": 30080}]
-        store.refuse_create = None
-        assert (await recreator.finish(entry)).done
-        assert "web" in store.services
-        assert await recreator.pending("ns") == []
-
-    asyncio.run(scenario())
+async def test_a_refused_create_keeps_the_journal_and_a_later_pass_finishes() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    store.refuse_create = Rejected(403, "exceeded quota: services")
+    recreator = Recreator(store, "ops")
+    outcome = await recreator.recreate("ns", "web", "p", FIELDS, 10)
+    assert outcome is not None
+    assert not outcome.done
+    assert "exceeded quota" in outcome.message
+    (entry,) = await recreator.pending("ns")
+    assert json.loads(store.configmaps["recreate.ns.web"]["data"]["manifest"])["spec"]["ports"] == [
+        {"port": 80, "nodePort": 30080}
+    ]
+    store.refuse_create = None
+    assert (await recreator.finish(entry)).done
+    assert "web" in store.services
+    assert await recreator.pending("ns") == []
 
 
-def test_a_name_taken_meanwhile_is_never_overwritten() -> None:
-    async def scenario() -> None:
-        store = Store()
-        store.services["web"] = stored("web")
-        store.refuse_create = Rejected(500, "server unavailable")
-        recreator = Recreator(store, "ops")
-        await recreator.recreate("ns", "web", "p", FIELDS, 10)
-        (entry,) = await recreator.pending("ns")
-        store.services["web"] = stored("web", uid="someone-else")  # IPv4, not ours
-        outcome = await recreator.finish(entry)
-        assert outcome.done
-        assert "taken meanwhile" in outcome.message
-        assert store.services["web"]["metadata"]["uid"] == "someone-else"
-        labels = store.configmaps["recreate.ns.web"]["metadata"]["labels"]
-        assert labels[JOURNAL_LABEL] == "superseded", "kept for a human, never retried"
-        assert await recreator.pending("ns") == []
-
-    asyncio.run(scenario())
+async def test_a_name_taken_meanwhile_is_never_overwritten() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    store.refuse_create = Rejected(500, "server unavailable")
+    recreator = Recreator(store, "ops")
+    await recreator.recreate("ns", "web", "p", FIELDS, 10)
+    (entry,) = await recreator.pending("ns")
+    store.services["web"] = stored("web", uid="someone-else")  # IPv4, not ours
+    outcome = await recreator.finish(entry)
+    assert outcome.done
+    assert "taken meanwhile" in outcome.message
+    assert store.services["web"]["metadata"]["uid"] == "someone-else"
+    labels = store.configmaps["recreate.ns.web"]["metadata"]["labels"]
+    assert labels[JOURNAL_LABEL] == "superseded", "kept for a human, never retried"
+    assert await recreator.pending("ns") == []
 
 
-def test_a_service_changed_since_it_was_read_is_not_deleted() -> None:
-    async def scenario() -> None:
-        store = Store()
-        store.services["web"] = stored("web")
-        original = store.delete_service
+async def test_a_service_changed_since_it_was_read_is_not_deleted() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    original = store.delete_service
 
-        async def changed_meanwhile(namespace: str, name: str, uid: str, rv: str) -> None:
-            store.services["web"]["metadata"]["uid"] = "replaced"
-            await original(namespace, name, uid, rv)
+    async def changed_meanwhile(namespace: str, name: str, uid: str, rv: str) -> None:
+        store.services["web"]["metadata"]["uid"] = "replaced"
+        await original(namespace, name, uid, rv)
 
-        store.delete_service = changed_meanwhile  # type: ignore[method-assign]
-        assert await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10) is None
-        assert store.services["web"]["metadata"]["uid"] == "replaced"
-        assert store.configmaps == {}, "the journal entry goes with the attempt"
-
-    asyncio.run(scenario())
+    store.delete_service = changed_meanwhile  # type: ignore[method-assign]
+    assert await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10) is None
+    assert store.services["web"]["metadata"]["uid"] == "replaced"
+    assert store.configmaps == {}, "the journal entry goes with the attempt"
 
 
 def test_the_budget_counts_an_hour() -> None:

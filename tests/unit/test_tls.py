@@ -39,32 +39,29 @@ def _renew(mounted: Path, fresh: Path) -> None:
     shutil.rmtree(staged)
 
 
-def test_a_renewed_certificate_is_served_to_new_connections(tmp_path: Path) -> None:
+async def test_a_renewed_certificate_is_served_to_new_connections(tmp_path: Path) -> None:
     mounted, renewed = tmp_path / "secret", tmp_path / "renewed"
     for directory in (mounted, renewed):
-        cert, _, ca = self_signed(directory, ["127.0.0.1"])
+        _, _, ca = self_signed(directory, ["127.0.0.1"])
         (directory / "ca.crt").write_bytes(ca)
     first, second = _serial(mounted / "tls.crt"), _serial(renewed / "tls.crt")
 
-    async def scenario() -> None:
-        tls = ServerTLS.from_dir(mounted)
-        app = web.Application()
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            assert await _served_serial(port) == first
-            assert not tls.reload_if_changed(), "nothing changed: nothing reloaded"
-            _renew(mounted, renewed)
-            assert tls.reload_if_changed()
-            assert await _served_serial(port) == second, "the renewed one, same server"
-            assert tls.ca_bundle() == (renewed / "ca.crt").read_bytes()
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(scenario())
+    tls = ServerTLS.from_dir(mounted)
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        assert await _served_serial(port) == first
+        assert not tls.reload_if_changed(), "nothing changed: nothing reloaded"
+        _renew(mounted, renewed)
+        assert tls.reload_if_changed()
+        assert await _served_serial(port) == second, "the renewed one, same server"
+        assert tls.ca_bundle() == (renewed / "ca.crt").read_bytes()
+    finally:
+        await runner.cleanup()
 
 
 def test_a_half_written_pair_is_left_for_the_next_look(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -36,7 +35,7 @@ class RacingApi:
         self.stored = body
 
 
-def test_a_refused_create_is_read_again_and_replaced() -> None:
+async def test_a_refused_create_is_read_again_and_replaced() -> None:
     api = RacingApi()
     options = WebhookOptions(
         address="127.0.0.1",
@@ -53,7 +52,7 @@ def test_a_refused_create_is_read_again_and_replaced() -> None:
             server_tls=lambda hosts, _: ServerTLS.self_signed(hosts, "dualstack-test-"),
         ),
     )
-    asyncio.run(webhook.start(kopf.OperatorSettings(), app, options))
+    await webhook.start(kopf.OperatorSettings(), app, options)
     assert api.applies == [False, True], "created, refused, then replaced"
     assert api.reads == 2
     assert api.stored is not None

@@ -146,7 +146,7 @@ class Reflector(Generic[V]):
             except Forbidden as err:
                 self._forbid(scope, err)
                 return
-            except Exception as err:  # a restarting or unreachable API server
+            except ApiError as err:  # a restarting or unreachable API server (kube maps all)
                 failures += 1
                 log.warning("%s in %s: %s", self.what, where, str(err) or type(err).__name__)
                 await self._back_off(failures)
@@ -331,7 +331,7 @@ class ClusterFamilies:
             await asyncio.sleep(interval)
             try:
                 changed = await self.refresh(source)
-            except Exception as err:  # a restarting API server: keep the last answer
+            except ApiError as err:  # a restarting API server: keep the last answer
                 log.warning("cannot re-check the cluster's families: %s", err)
                 continue
             if changed:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.views import PeerRecord
 from dualstack_operator.engine.settings import PeeringSettings
 
@@ -70,7 +71,7 @@ class PeeringGate:
             return self.active
         try:
             peers = await self.reader.read_peers(settings.name, self.namespaces)
-        except Exception as err:
+        except ApiError as err:  # every failure arrives typed (kube.transport)
             log.warning(
                 "cannot read the peering object: %s; staying %s",
                 err,

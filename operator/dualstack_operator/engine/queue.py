@@ -7,10 +7,10 @@ everything from the cache, so marks can be merged, repeated or delayed freely.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from dualstack_operator.engine.clock import Clock, LoopClock, Timer
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,15 @@ class WorkQueue:
         self,
         coalesce_seconds: float,
         resync_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.coalesce_seconds = coalesce_seconds
         self.resync_seconds = resync_seconds
-        self.clock = clock
+        self.clock: Clock = clock or LoopClock()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
-        self._last_resync = clock()
-        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._last_resync = self.clock()
+        self._timers: dict[str, tuple[float, Timer]] = {}
 
     def mark(self, namespace: str) -> None:
         self._dirty.add(namespace)
@@ -68,8 +68,7 @@ class WorkQueue:
             self._timers.pop(namespace, None)
             self.mark(namespace)
 
-        handle = asyncio.get_running_loop().call_later(delay, fire)
-        self._timers[namespace] = (due, handle)
+        self._timers[namespace] = (due, self.clock.call_later(delay, fire))
 
     def settle(self, namespace: str, result: Result) -> None:
         """What a pass over ``namespace`` asked for: one requeue, at the smallest delay."""
@@ -89,8 +88,11 @@ class WorkQueue:
         while True:
             left = self._last_resync + self.resync_seconds - self.clock()
             if left > 0 and not self._wake.is_set():
-                with contextlib.suppress(TimeoutError):  # the resync is due
-                    await asyncio.wait_for(self._wake.wait(), timeout=left)
+                timer = self.clock.call_later(left, self._wake.set)  # the resync is due
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
             resync = self.clock() - self._last_resync >= self.resync_seconds
             if resync:
                 self._last_resync = self.clock()

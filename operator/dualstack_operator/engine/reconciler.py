@@ -183,6 +183,8 @@ class Reconciler:
         """A pass that fails (a restarting API server, say) is counted and retried."""
         try:
             return await self.reconcile(namespace)
+        # Any failure: a bug in one pass must not stop the worker (controller-runtime
+        # recovers a reconciler's panic the same way).
         except Exception:
             self.metrics.error("policy")
             delay = self.settings.error_retry_seconds

@@ -7,7 +7,6 @@ transport, or one recording fake standing for all of them in the engine tests.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from dualstack_operator.engine.cache import (
     SliceCache,
     Views,
 )
+from dualstack_operator.engine.clock import Clock, LoopClock
 from dualstack_operator.engine.peering import PeeringGate, PeerReader
 from dualstack_operator.engine.ports import MetricsSink
 from dualstack_operator.engine.queue import WorkQueue
@@ -120,7 +120,7 @@ def build_components(
     settings: Settings,
     ports: Ports,
     metrics: MetricsSink,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Clock | None = None,
     policies: tuple[
         Mapping[str, Iterable[PolicyView]],
         Mapping[str, Iterable[PolicyView]],
@@ -131,6 +131,7 @@ def build_components(
     """The queue, caches, views, reconciler and gate. ``policies`` (policies, cluster
     policies, namespaces' labels) stand in for their reflectors in the engine tests."""
     rec, cache, watched = settings.reconcile, settings.cache, settings.namespaces
+    clock = clock or LoopClock()
     queue = WorkQueue(rec.coalesce_seconds, rec.resync_seconds, clock)
     services = ServiceCache(ports.services, cache, watched, queue.mark)
     slices = SliceCache(ports.services, cache, watched, queue.mark)

@@ -17,8 +17,6 @@ from localcluster import REPO, LocalCluster, free_port
 from support.kube import Kubectl, dsp, service, status_when, token_kubeconfig, wait_for
 from support.operator_proc import OperatorProcess
 
-pytestmark = pytest.mark.cluster
-
 MANIFESTS = REPO / "manifests"
 SA = "system:serviceaccount:dualstack-system:dualstack-operator"
 StartOperator = Callable[..., OperatorProcess]
