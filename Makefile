@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit controlplane node image helm cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit e2e controlplane node image helm cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,8 +51,11 @@ lint: venv ## ruff lint and format check; the layers contract (import-linter)
 typecheck: venv ## mypy --strict on the package, hack/ and the tests
 	$(BIN)/mypy
 
-unit: venv ## only the tests that need no control plane
+unit: venv ## only the tests that need no control plane (they start no process of it)
 	$(BIN)/pytest -m 'not cluster' $(PYTEST_ARGS)
+
+e2e: venv controlplane node helm ## only the slow end-to-end tiers: a real node, the image, the deployment, Helm
+	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6; NODES=1 adds a real node)
 	$(BIN)/python hack/localcluster.py up --state-dir $(CLUSTER_DIR) --families $(FAMILIES) --nodes $(NODES)

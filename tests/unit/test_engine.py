@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.errors import ApiError, Conflict, NotFound, TooManyRequests
 from dualstack_operator.core.views import SliceView
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.reconciler import work
@@ -132,7 +132,7 @@ async def test_a_429_halves_the_writes_in_flight_and_retries_after_retry_after(
     for i in range(40):
         api.service(NS, f"s{i:02}")
     api.policy(NS, ipFamilyPolicy="PreferDualStack")
-    api.fail[(NS, "s00")] = [ApiError(429, "too many requests", retry_after=3.0)]
+    api.fail[(NS, "s00")] = [TooManyRequests(429, "too many requests", retry_after=3.0)]
     engine = await start_engine(api, ReconcileSettings(coalesce_seconds=0))
     throttle = engine.reconciler.throttle
     await engine.reconcile(NS)

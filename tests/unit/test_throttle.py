@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from dualstack_operator.core.errors import TooManyRequests
 from dualstack_operator.engine.throttle import Throttle
 
 
@@ -56,7 +57,7 @@ async def test_a_waiter_cancelled_passes_its_slot_on() -> None:
 
 async def test_a_grown_limit_admits_a_waiter_at_once() -> None:
     gate = Throttle(4)
-    gate.failed(429, 0.0)  # halved to 2
+    gate.failed(TooManyRequests(429, "throttled", 0.0))  # halved to 2
     hold = asyncio.Event()
     entered = 0
 

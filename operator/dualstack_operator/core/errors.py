@@ -1,4 +1,4 @@
-"""API failures as a small typed family, made at one boundary (``kubeapi``).
+"""API failures as a small typed family, made at one boundary (``kube.transport``).
 
 The reconciler and the cache react to what a failure means, not to HTTP codes:
 gone, changed meanwhile, refused for good, expired history, or anything else
@@ -40,11 +40,24 @@ class Conflict(ApiError):
 
 
 class Rejected(ApiError):
-    """The server refused the request as such (400, 403, 422): retrying as is will not help."""
+    """The server refused the request as such (400; 401, 403, 422 below): retrying as is
+    will not help."""
+
+
+class Invalid(Rejected):
+    """422: the object as sent fails the server's validation."""
+
+
+class Unauthorized(Rejected):
+    """401: the server does not accept the credentials (an expired token, a wrong CA)."""
 
 
 class Forbidden(Rejected):
     """403: the identity lacks a right (RBAC): retrying will not help until it is granted."""
+
+
+class TooManyRequests(ApiError):
+    """429: the server's flow control throttled us; its Retry-After says when to come back."""
 
 
 class Expired(ApiError):
@@ -60,10 +73,16 @@ def classify(status: int, message: str, retry_after: float | None = None) -> Api
         kind = Conflict
     elif status == 410:
         kind = Expired
+    elif status == 401:
+        kind = Unauthorized
     elif status == 403:
         kind = Forbidden
-    elif status in (400, 422):
+    elif status == 422:
+        kind = Invalid
+    elif status == 400:
         kind = Rejected
+    elif status == 429:
+        kind = TooManyRequests
     else:
         kind = ApiError
     return kind(status, message, retry_after)

@@ -41,7 +41,7 @@ class Events:
                 await self.sink.post_event(involved, type, reason, message)
         except ApiError as err:
             if err.transient:
-                self.throttle.failed(err.status, err.retry_after)
+                self.throttle.failed(err)
             log.warning(
                 "cannot post event %s on %s/%s: %s",
                 reason,

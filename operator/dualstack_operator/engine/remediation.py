@@ -133,5 +133,5 @@ def failed_write(throttle: Throttle, err: ApiError, otherwise: float) -> float:
     """When to try a failed write again: after the shared pause for a throttled or
     failing server (every writer waits it out), else the usual retry."""
     if err.transient:
-        return throttle.failed(err.status, err.retry_after)
+        return throttle.failed(err)
     return otherwise

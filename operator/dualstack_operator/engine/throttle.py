@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from dualstack_operator.core.errors import ApiError, TooManyRequests
 from dualstack_operator.engine.backoff import Backoff
 
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -86,15 +87,16 @@ class Throttle:
             self.limit = min(self.ceiling, self.limit + 1)
             self._hand_over()
 
-    def failed(self, status: int, retry_after: float | None) -> float:
+    def failed(self, err: ApiError) -> float:
         """Records a 429, 5xx or no answer; returns when to retry the failed write."""
         now = self.clock()
         self.strikes += 1
         self.limit = max(1, self.limit // 2)
         delay = self.backoff.delay(self.strikes)
-        if retry_after is not None:
-            delay = max(delay, retry_after) if status != 429 else retry_after
-        if status == 429:
+        throttled = isinstance(err, TooManyRequests)
+        if err.retry_after is not None:
+            delay = err.retry_after if throttled else max(delay, err.retry_after)
+        if throttled:
             self.steady_until = max(self.steady_until, now + delay)
             return delay
         self.paused_until = max(self.paused_until, now + delay)

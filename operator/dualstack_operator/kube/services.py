@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.errors import ApiError, Forbidden, NotFound, Rejected
+from dualstack_operator.core.errors import ApiError, Forbidden, Invalid, NotFound
 from dualstack_operator.core.views import Page, ServiceView, SliceView, WatchEvent
 from dualstack_operator.kube.client import Client
 from dualstack_operator.kube.resources import (
@@ -126,8 +126,8 @@ class ServiceCalls:
             }
             try:
                 created = await self.client.create(SERVICES_RESOURCE, body, "default", True)
-            except Rejected as err:
-                if err.status == 422 and policy:
+            except Invalid:
+                if policy:
                     continue  # "not configured for dual-stack services"
                 raise
             return [IPFamily(f) for f in (created.get("spec") or {}).get("ipFamilies") or []]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from dualstack_operator.api.models import Admission
 from dualstack_operator.api.names import ADMISSION_PLURAL, API_VERSION, GROUP, PLURAL
-from dualstack_operator.core.errors import ApiError
+from dualstack_operator.core.errors import ApiError, Forbidden, Unauthorized
 from dualstack_operator.kube.client import Client
 from dualstack_operator.kube.resources import ADMISSION
 from dualstack_operator.kube.reviews import Reviews
@@ -114,13 +114,13 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
         raise StartupError(
             f"cannot reach the API server at {server}: no answer in {PREFLIGHT_TIMEOUT:.0f}s"
         ) from err
+    except (Unauthorized, Forbidden) as err:
+        raise StartupError(
+            f"the API server at {server} refused the operator's credentials: {err}"
+        ) from err
     except ApiError as err:
-        if err.status == 0:
+        if err.status == 0:  # no answer at all
             raise StartupError(f"cannot reach the API server at {server}: {err}") from err
-        if err.status in (401, 403):
-            raise StartupError(
-                f"the API server at {server} refused the operator's credentials: {err}"
-            ) from err
         raise StartupError(f"the API server at {server} answered: {err}") from err
     finally:
         await transport.close()
