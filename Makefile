@@ -58,10 +58,10 @@ e2e: venv controlplane node helm ## only the slow end-to-end tiers: a real node,
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6; NODES=1 adds a real node)
-	$(BIN)/python hack/localcluster.py up --state-dir $(CLUSTER_DIR) --families $(FAMILIES) --nodes $(NODES)
+	PYTHONPATH=hack $(BIN)/python -m localcluster up --state-dir $(CLUSTER_DIR) --families $(FAMILIES) --nodes $(NODES)
 
 cluster-down: venv ## stop the processes `make cluster` started, by PID
-	$(BIN)/python hack/localcluster.py down --state-dir $(CLUSTER_DIR)
+	PYTHONPATH=hack $(BIN)/python -m localcluster down --state-dir $(CLUSTER_DIR)
 
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run

@@ -46,7 +46,7 @@ from benchkit import (
     stop_operator,
 )
 from dualstack_operator.api.names import GROUP, PLURAL, VERSION
-from localcluster import REPO, LocalCluster, free_port
+from localcluster import REPO, LocalCluster, Process, free_port
 
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
 
@@ -162,27 +162,6 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def writes(cluster: LocalCluster, prefix: str) -> tuple[Counter[str], Counter[str]]:
-    services: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    for event in cluster.audit_events():
-        ref = event.get("objectRef") or {}
-        if event["user"]["username"] != "dualstack-operator":
-            continue
-        if event.get("verb") not in ("create", "update", "patch", "delete"):
-            continue
-        if not str(ref.get("namespace", "")).startswith(prefix):
-            continue
-        if (event.get("responseStatus") or {}).get("code", 0) >= 300:
-            continue
-        key = f"{ref['namespace']}/{ref.get('name')}"
-        if ref.get("resource") == "services" and "dryRun" not in event.get("requestURI", ""):
-            services[key] += 1
-        elif ref.get("subresource") == "status":
-            statuses[key] += 1
-    return services, statuses
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (from /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -225,7 +204,7 @@ async def start_measured(cluster: LocalCluster, log_name: str, *args: str) -> Op
 class Operator:
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: Process,
         log: Path,
         metrics_port: int,
         ready_s: float,
@@ -313,19 +292,19 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         operator_s = time.monotonic() - start
         convergence_cpu = cpu_seconds(operator.proc.pid) - cpu_start
         print(f"operator converged in {operator_s:.1f}s", flush=True)
-        svc_writes, status_writes = writes(cluster, "op-")
+        svc_writes, status_writes = cluster.audit.by_object("op-")
 
         # Steady state: nothing drifts; the operator should be (nearly) idle.
         cpu0, t0 = cpu_seconds(operator.proc.pid), time.monotonic()
         await asyncio.sleep(args.steady_seconds)  # the measured window itself
         steady_cpu = (cpu_seconds(operator.proc.pid) - cpu0) / (time.monotonic() - t0)
-        steady_writes = sum(writes(cluster, "op-")[0].values()) - sum(svc_writes.values())
+        steady_writes = sum(cluster.audit.by_object("op-")[0].values()) - sum(svc_writes.values())
         rss = peak_rss_mib(operator.proc.pid)
         scrape = await asyncio.to_thread(measure_scrape, operator.metrics_port)
         await stop_operator(operator.proc)
 
         # Restart over a compliant cluster: its first pass is a full pass.
-        writes_before = sum(writes(cluster, "op-")[0].values())
+        writes_before = sum(cluster.audit.by_object("op-")[0].values())
         operator = await start_measured(cluster, "operator-restart.log")
         restart_ready_s = operator.ready_s
         full = await wait_log(
@@ -336,7 +315,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         restart_rss = peak_rss_mib(operator.proc.pid)
         await stop_operator(operator.proc)
         operator = None
-        restart_writes = sum(writes(cluster, "op-")[0].values()) - writes_before
+        restart_writes = sum(cluster.audit.by_object("op-")[0].values()) - writes_before
 
         if after:
             bare_s += await bare_convergence(api, after, args.bare_concurrency)

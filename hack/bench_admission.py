@@ -101,7 +101,7 @@ async def measure(core: Any, into: Latencies, prefix: str, n: int, explicit: boo
 
 
 def rss_mib(cluster: LocalCluster) -> float:
-    pid = cluster._procs["kube-apiserver"].pid
+    pid = cluster.pid("kube-apiserver")
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -25,7 +25,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 
-from bench import cpu_seconds, gather_limited, peak_rss_mib, wait_log, writes
+from bench import cpu_seconds, gather_limited, peak_rss_mib, wait_log
 from benchkit import (
     cluster_with_crd,
     policy,
@@ -163,11 +163,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         written = await statuses_written(api, args.services_per_namespace)
         if written != len(namespaces):
             raise RuntimeError(f"{written} of {len(namespaces)} statuses after the first pass")
-        status_writes = writes(cluster, "ns-")[1]
+        status_writes = cluster.audit.by_object("ns-")[1]
         print(f"first convergence in {first_s:.1f}s, {first_cpu:.1f}s CPU", flush=True)
 
         # The periodic resync over a quiet cluster: a second full pass in the log.
-        before = sum(writes(cluster, "ns-")[0].values()) + sum(status_writes.values())
+        before = sum(cluster.audit.by_object("ns-")[0].values()) + sum(status_writes.values())
         text_after = log.read_text().count("full pass:")
         deadline = time.monotonic() + args.resync_seconds * 3 + 600
         while log.read_text().count("full pass:") <= text_after:
@@ -178,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0, t0 = cpu_seconds(operator.pid), time.monotonic()
         await asyncio.sleep(args.steady_seconds)  # the measured window itself
         steady_cpu = (cpu_seconds(operator.pid) - cpu0) / (time.monotonic() - t0)
-        services_w, statuses_w = writes(cluster, "ns-")
+        services_w, statuses_w = cluster.audit.by_object("ns-")
         steady_writes = sum(services_w.values()) + sum(statuses_w.values()) - before
         rss = peak_rss_mib(operator.pid)
         await stop_operator(operator)

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes_asyncio import client, config
 
 from dualstack_operator.api.names import GROUP, VERSION
-from localcluster import REPO, LocalCluster
+from localcluster import REPO, LocalCluster, Process, Supervisor
 
 
 async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:
@@ -45,26 +45,20 @@ def policy(ns: str, **spec: Any) -> dict[str, Any]:
 
 async def start_operator(
     cluster: LocalCluster, *args: str, log_name: str = "operator.log"
-) -> asyncio.subprocess.Process:
+) -> Process:
     """`dualstack-operator run ARGS` under its own identity, logging to the state dir."""
-    with (cluster.state_dir / log_name).open("wb") as log:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "dualstack_operator",
-            "run",
-            *args,
-            env={**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    supervisor = Supervisor(cluster.state_dir, record=False)
+    return supervisor.start(
+        "operator",
+        [sys.executable, "-m", "dualstack_operator", "run", *args],
+        {**os.environ, "KUBECONFIG": str(cluster.operator_kubeconfig)},
+        log=cluster.state_dir / log_name,
+    )
 
 
-async def stop_operator(operator: asyncio.subprocess.Process | None) -> None:
-    if operator is not None and operator.returncode is None:
-        operator.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(operator.wait(), timeout=30)
+async def stop_operator(operator: Process | None) -> None:
+    if operator is not None and operator.alive():
+        await asyncio.to_thread(operator.stop, signal.SIGTERM, 30.0)
 
 
 def report(result: dict[str, Any], out: Path) -> None:

@@ -18,7 +18,7 @@ cleanup() {
 		kill -TERM "$operator_pid"
 		wait "$operator_pid" 2>/dev/null || true
 	fi
-	"$py" hack/localcluster.py down --state-dir "$state" >/dev/null || true
+	PYTHONPATH=hack "$py" -m localcluster down --state-dir "$state" >/dev/null || true
 }
 trap cleanup EXIT
 
@@ -28,7 +28,7 @@ families() {
 }
 
 step "A local dual-stack control plane (IPv4 primary), and the DualStackPolicy CRD"
-"$py" hack/localcluster.py up --state-dir "$state" --families ipv4,ipv6 | head -1
+PYTHONPATH=hack "$py" -m localcluster up --state-dir "$state" --families ipv4,ipv6 | head -1
 "$kubectl" apply -f crds/dualstackpolicy.yaml -f crds/clusterdualstackpolicy.yaml
 "$kubectl" wait --for=condition=Established --timeout=60s crd/dualstackpolicies.dualstack.dev >/dev/null
 

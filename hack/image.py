@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import ociimage
+from localcluster.paths import node_bin_dir
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "localhost/dualstack/dualstack-operator:dev"
@@ -157,9 +158,7 @@ def main() -> int:
     archive = build(args.out)
     print(f"{NAME}: {archive} ({archive.stat().st_size / 2**20:.1f} MiB compressed)")
     if args.import_to:
-        from localnode import bin_dir
-
-        ctr = bin_dir(build=False) / "ctr"
+        ctr = node_bin_dir(build=False) / "ctr"
         subprocess.run(
             [str(ctr), "-a", str(args.import_to), "-n", "k8s.io", "images", "import", str(archive)],
             check=True,

@@ -12,7 +12,7 @@ import pytest
 
 from dualstack_operator.api.crd import KINDS
 from localcluster import REPO, Family, LocalCluster, bin_dir
-from localnode import host_leftovers
+from localcluster.node import host_leftovers
 from support.kube import Kubectl
 from support.operator_proc import OperatorProcess
 

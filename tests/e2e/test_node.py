@@ -18,7 +18,8 @@ from dualstack_operator import __version__
 from dualstack_operator.observability.tls import self_signed
 from image import NAME as IMAGE_NAME
 from localcluster import REPO, LocalCluster
-from localnode import ECHO_IMAGE, NODE_NAME, import_image, kill_container, pod_log
+from localcluster.node import ECHO_IMAGE, import_image, kill_container, pod_log
+from localcluster.topology import NODE_NAME
 from support.kube import Kubectl, dsp, service, wait_for
 
 MANIFESTS = REPO / "manifests"

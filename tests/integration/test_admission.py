@@ -23,7 +23,7 @@ import pytest
 from dualstack_operator.admission.cel import PARAMETER_NAME, POLICY_NAME
 from dualstack_operator.admission.configuration import CONFIGURATION_NAME
 from localcluster import REPO, LocalCluster, free_port
-from support.audit import operator_writes, parameter_writes, service_patches
+from localcluster.audit import service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
 
@@ -157,7 +157,7 @@ def test_service_is_born_ipv6_first_and_never_written_again(
         ),
     )
     assert dual.get("service", name)["metadata"]["resourceVersion"] == rv
-    assert name not in service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    assert name not in service_patches(dual_cluster.audit.writes(dual.namespace or ""))
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -182,7 +182,7 @@ def test_reconciler_and_admission_agree(
     status = status_when(dual, lambda s: s.get("matchedServices") == total)
     # (Probes created before admission acted are the reconciler's, and may drift.)
     assert not {d["service"] for d in status.get("drift") or []} & set(ours)
-    patched = service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    patched = service_patches(dual_cluster.audit.writes(dual.namespace or ""))
     assert not set(patched) & set(ours), patched
 
 
@@ -312,7 +312,7 @@ def test_conflicting_policies_the_oldest_decides(
     )
     assert {d["reason"] for d in status["drift"] if d["service"] == "contested"} == {"Conflict"}
     # (Probes created before admission acted are the reconciler's to patch.)
-    assert "contested" not in service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    assert "contested" not in service_patches(dual_cluster.audit.writes(dual.namespace or ""))
 
 
 def test_born_compliant_while_the_operator_is_stopped(
@@ -362,7 +362,7 @@ def test_native_objects_follow_the_policies_and_go_with_them(
         "new Services to get the server's defaults again",
         lambda: born(dual, unique("after-delete"))["spec"]["ipFamilies"] == ["IPv4"],
     )
-    writes = parameter_writes(dual_cluster, dual.namespace or "")
+    writes = dual_cluster.audit.parameter_writes(dual.namespace or "")
     assert writes["create"] == 1
     assert writes["delete"] == 1
 
@@ -421,7 +421,7 @@ def test_native_objects_are_harmless_and_quiet(
     param = admission_parameter(dual)
     assert param is not None
     assert param["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "dualstack-operator"
-    written = parameter_writes(dual_cluster, dual.namespace or "")
+    written = dual_cluster.audit.parameter_writes(dual.namespace or "")
     assert sum(written.values()) == 1, written
 
     # Steady state: restarts and passes write nothing more.
@@ -429,7 +429,7 @@ def test_native_objects_are_harmless_and_quiet(
     operator.stop()
     operator = start_with("policy", start_operator, dual_cluster, dual)
     after_next_pass(operator, lambda: born(dual, "nudge"))
-    assert parameter_writes(dual_cluster, dual.namespace or "") == written
+    assert dual_cluster.audit.parameter_writes(dual.namespace or "") == written
     after = {k: v["metadata"]["resourceVersion"] for k, v in shared_objects(dual).items()}
     assert after == shared_before
 
@@ -528,7 +528,7 @@ def test_a_chart_that_pins_its_cluster_ip_installs_into_an_ipv6_first_namespace(
     assert entry["reason"] == "PrimaryFamilyMismatch"
     assert "recreate" in entry["message"]
     assert "IPv6 primary" in entry["message"]
-    assert "dns" not in service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    assert "dns" not in service_patches(dual_cluster.audit.writes(dual.namespace or ""))
 
 
 def free_service_address(k: Kubectl, cidr: str) -> str:

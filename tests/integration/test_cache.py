@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from localcluster import REPO, LocalCluster
-from support.audit import operator_writes, service_patches
+from localcluster.audit import service_patches
 from support.kube import Kubectl, dsp, families, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
@@ -60,7 +60,7 @@ def healed(shop: Kubectl, cluster: LocalCluster) -> None:
     )
     status = status_when(shop, lambda s: s.get("matchedServices") == 3)
     assert (status["compliantServices"], status["driftedServices"]) == (3, 0)
-    patches = service_patches(operator_writes(cluster, "shop"))
+    patches = service_patches(cluster.audit.writes("shop"))
     assert patches == {"keep": 1, "edit": 2, "gone": 1, "new": 1}, "one write per drift"
 
 
@@ -78,7 +78,7 @@ def test_a_restarted_api_server_drops_the_watch_and_no_change_is_missed(
     healed(shop, cluster)
     assert "Services in namespace shop:" in operator.log(), "the watch really broke"
     assert operator.proc is not None
-    assert operator.proc.poll() is None
+    assert operator.proc.alive()
     assert "Traceback" not in operator.log()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from localcluster import REPO, LocalCluster
-from support.audit import Request, busiest_second, operator_requests
+from localcluster.audit import Request, busiest_second
 from support.kube import Kubectl, dsp, service, status_when, token_kubeconfig, wait_for
 from support.operator_proc import OperatorProcess
 
@@ -95,8 +95,8 @@ def test_etcd_outage_and_api_server_restart_mid_convergence(
 
     assert operator.alive(), "the operator crashed"
     assert _all_dual(faulty, count), "a Service was lost or left drifted"
-    everything = operator_requests(fault_cluster, begin, converged + 1)
-    during = operator_requests(fault_cluster, outage, ended)
+    everything = fault_cluster.audit.between(begin, converged + 1)
+    during = fault_cluster.audit.between(outage, ended)
     writes = _accepted_patches(everything, ns)
     # A write in flight when the API server was killed may be stored without its
     # audit entry: at most the operator's concurrent writes are unaccounted for.
@@ -219,7 +219,7 @@ def test_throttled_by_priority_and_fairness(
         errors = _metric(operator, "dualstack_reconcile_errors_total")
     finally:
         admin.run("delete", "flowschema,prioritylevelconfiguration", FLOW_SCHEMA)
-    requests = operator_requests(fault_cluster, began, converged + 1, SERVICE_ACCOUNT)
+    requests = fault_cluster.audit.between(began, converged + 1, SERVICE_ACCOUNT)
     throttled = [r for r in requests if r.code == 429]
     assert throttled, "the server never throttled the operator: not a fault"
     assert errors > 0, "dualstack_reconcile_errors_total did not move"
@@ -273,7 +273,7 @@ def test_api_server_partitioned_longer_than_the_watch_timeouts(
     assert f"Services in namespace {ns}: watch broken" in log, (
         "the stalled Service watch was never noticed"
     )
-    after = operator_requests(fault_cluster, resumed, converged)
+    after = fault_cluster.audit.between(resumed, converged)
     _report(
         "apiserver-sigstop-30s",
         converge_after_s=round(converged - resumed, 1),
@@ -342,7 +342,7 @@ def test_a_second_status_writer_causes_no_write_storm_and_loses_no_counts(
     assert sorted(types) == ["Compliant", "ExternalCheck", "Ready"], types
     writes = [
         r
-        for r in operator_requests(fault_cluster, began, ended + 1)
+        for r in fault_cluster.audit.between(began, ended + 1)
         if r.namespace == ns and r.resource == "dualstackpolicies/status" and r.code < 300
     ]
     assert len(writes) <= 2, f"{len(writes)} status writes for {bumps} bumps: a write storm"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from localcluster import REPO, LocalCluster
-from support.audit import operator_writes, service_patches
+from localcluster.audit import service_patches
 from support.kube import Kubectl, KubectlError, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess, after_next_pass
 
@@ -38,7 +38,7 @@ def server_side_apply(k: Kubectl, body: dict[str, Any], *args: str) -> str:
 
 
 def patches(cluster: LocalCluster, k: Kubectl, name: str) -> int:
-    return service_patches(operator_writes(cluster, k.namespace or "")).get(name, 0)
+    return service_patches(cluster.audit.writes(k.namespace or "")).get(name, 0)
 
 
 def drift_of(status: dict[str, Any], name: str) -> dict[str, Any] | None:

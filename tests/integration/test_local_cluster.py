@@ -146,8 +146,12 @@ def _alive(pid: int) -> bool:
 def test_make_cluster_cli_restarts_cleanly_and_stops_by_pid(tmp_path: Path, binaries: Path) -> None:
     """`up` twice replaces the first control plane; `down` stops exactly what `up` started."""
     state = tmp_path / "cluster"
-    cli = [sys.executable, str(REPO / "hack" / "localcluster.py")]
-    env = {**os.environ, "PATH": f"{binaries}:{os.environ['PATH']}"}
+    cli = [sys.executable, "-m", "localcluster"]
+    env = {
+        **os.environ,
+        "PATH": f"{binaries}:{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO / "hack"),
+    }
 
     def up() -> list[int]:
         out = subprocess.run(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from localcluster import LocalCluster
-from support.audit import operator_writes, service_patches
+from localcluster.audit import service_patches
 from support.kube import Kubectl, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
@@ -64,4 +64,4 @@ def test_a_family_without_ready_endpoints_is_reported_and_never_dropped(
     status_when(dual, lambda s: s.get("compliantServices") == 1 and not s.get("drift"))
     spec = dual.get("service", "api")["spec"]
     assert spec["ipFamilies"] == ["IPv4", "IPv6"], "the family was kept"
-    assert not service_patches(operator_writes(dual_cluster, ns)), "nothing was written"
+    assert not service_patches(dual_cluster.audit.writes(ns)), "nothing was written"

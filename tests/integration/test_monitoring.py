@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from localcluster import REPO, LocalCluster, free_port, set_pdeathsig
+from localcluster import REPO, LocalCluster, Process, Supervisor, free_port
 from support.kube import Kubectl, deny_require_dual_stack, service, wait_for
 from support.monitoring import (
     MONITORING,
@@ -44,7 +44,7 @@ def need(tool: str) -> str:
 @dataclass
 class Prometheus:
     url: str
-    proc: subprocess.Popen[bytes]
+    proc: Process
 
     def query(self, expr: str) -> dict[str, Any]:
         qs = urllib.parse.urlencode({"query": expr})
@@ -133,19 +133,16 @@ def scenario(
         ],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    with (tmp / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                prometheus_bin,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=set_pdeathsig,
-        )
+    proc = Supervisor(tmp, record=False).start(
+        "prometheus",
+        [
+            prometheus_bin,
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log=tmp / "prometheus.log",
+    )
     prometheus = Prometheus(f"http://127.0.0.1:{port}", proc)
     try:
         wait_for(
@@ -175,8 +172,7 @@ def scenario(
         )
         yield Scenario(prometheus, dual, rejected, single, dual_op, single_op)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        proc.stop(grace=20)
         dual_op.stop()
         single_op.stop()
         for name in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from localcluster import REPO, LocalCluster
-from support.audit import operator_attempts, operator_writes, service_patches
+from localcluster.audit import service_patches
 from support.kube import (
     Kubectl,
     deny_require_dual_stack,
@@ -87,7 +87,7 @@ def test_mixed_namespace_converges_with_exact_status(
         assert not svc["metadata"].get("finalizers")
         annotations = svc["metadata"].get("annotations") or {}
         assert set(annotations) <= {"dualstack.dev/ignore"}
-    patches = service_patches(operator_writes(dual_cluster, dual.namespace or ""))
+    patches = service_patches(dual_cluster.audit.writes(dual.namespace or ""))
     assert patches == {n: 1 for n in ("web", "api", "checkout", "lb", "db", "peers")}
     # Kopf keeps no state on the policy either (no change handlers anywhere).
     meta = dual.get("dsp", "default")["metadata"]
@@ -112,7 +112,7 @@ def test_quiet_steady_state(
     dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
     status_when(dual, lambda s: s.get("compliantServices") == 5)
     ns = dual.namespace or ""
-    converged = operator_writes(dual_cluster, ns)
+    converged = dual_cluster.audit.writes(ns)
     assert service_patches(converged) == {f"s{i}": 1 for i in range(5)}
     status_writes = sum(n for (res, _, _), n in converged.items() if res.endswith("/status"))
     assert status_writes <= 2, converged
@@ -128,7 +128,7 @@ def test_quiet_steady_state(
     policy_rv = dual.get("dsp", "default")["metadata"]["resourceVersion"]
     # An event for the operator to process; the pass it triggers must write nothing.
     after_next_pass(restarted, lambda: dual.run("label", "service", "s0", "touched=yes"))
-    assert operator_writes(dual_cluster, ns) == converged
+    assert dual_cluster.audit.writes(ns) == converged
     after = {
         s["metadata"]["name"]: s["metadata"]["resourceVersion"]
         for s in dual.get("services")["items"]
@@ -151,13 +151,13 @@ def test_audit_reports_and_writes_nothing_until_enforced(
         dual.get("service", "web")["metadata"]["resourceVersion"]
         == (created["metadata"]["resourceVersion"])
     )
-    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {}
+    assert service_patches(dual_cluster.audit.writes(dual.namespace or "")) == {}
 
     dual.patch("dsp", "default", {"spec": {"mode": "Enforce"}})
     status = status_when(dual, lambda s: s.get("compliantServices") == 1)
     assert status["observedGeneration"] == 2
     assert families(dual, "web") == ("PreferDualStack", ["IPv4", "IPv6"])
-    assert service_patches(operator_writes(dual_cluster, dual.namespace or "")) == {"web": 1}
+    assert service_patches(dual_cluster.audit.writes(dual.namespace or "")) == {"web": 1}
 
 
 def test_downgrade_to_single_stack(
@@ -189,7 +189,7 @@ def test_require_dual_stack_on_a_single_stack_cluster_writes_nothing(
     first = after_next_pass(operator, lambda: single.run("label", "service", "web", "a=1"))
     second = after_next_pass(operator, lambda: single.run("label", "service", "web", "b=1"))
     assert second == first + 1, "passes only when something happened"
-    assert operator_attempts(single_cluster, single.namespace or "", "web") == []
+    assert single_cluster.audit.attempts(single.namespace or "", "web") == []
     assert single.get("service", "web")["spec"] == created["spec"], "never written (labels aside)"
     assert single.get("dsp", "default")["metadata"]["resourceVersion"] == policy_rv
 
@@ -202,7 +202,7 @@ def test_prefer_dual_stack_on_a_single_stack_cluster_is_compliant(
     single.create(dsp(ipFamilyPolicy="PreferDualStack"))
     status = status_when(single, lambda s: "compliantServices" in s)
     assert (status["compliantServices"], status["driftedServices"]) == (1, 0)
-    assert service_patches(operator_writes(single_cluster, single.namespace or "")) == {}
+    assert service_patches(single_cluster.audit.writes(single.namespace or "")) == {}
 
 
 def test_killed_mid_convergence_then_restarted(
@@ -218,11 +218,11 @@ def test_killed_mid_convergence_then_restarted(
     ns = dual.namespace or ""
     wait_for(
         "the first remediations",
-        lambda: len(service_patches(operator_writes(dual_cluster, ns))) >= 1,
+        lambda: len(service_patches(dual_cluster.audit.writes(ns))) >= 1,
         interval=0.05,
     )
     operator.stop(signal.SIGKILL)
-    partial = len(service_patches(operator_writes(dual_cluster, ns)))
+    partial = len(service_patches(dual_cluster.audit.writes(ns)))
 
     start_operator(dual_cluster, dual)
     status_when(dual, lambda s: s.get("compliantServices") == count, timeout=120)
@@ -281,7 +281,7 @@ def test_rejected_patch_is_reported_and_retried_with_backoff(
             operator,
             lambda: dual.create(service("other", type="ExternalName", externalName="x.example")),
         )
-        attempts = operator_attempts(dual_cluster, ns, "web")
+        attempts = dual_cluster.audit.attempts(ns, "web")
         assert attempts
         assert all(code == 422 for code in attempts)
         assert len(attempts) == 1, attempts  # the next try waits out a 10 s backoff
@@ -382,10 +382,10 @@ def test_cluster_gaining_ipv6_upgrades_services_through_the_operator(
         )
         for name in ("web", "plain"):
             assert families(shop, name) == ("PreferDualStack", ["IPv4", "IPv6"])
-        patches = service_patches(operator_writes(cluster, "shop"))
+        patches = service_patches(cluster.audit.writes("shop"))
         assert patches == {"plain": 2, "web": 1}  # plain: the policy field, then IPv6
         assert operator.proc is not None
-        assert operator.proc.poll() is None
+        assert operator.proc.alive()
     finally:
         cluster.stop()
 

@@ -9,7 +9,6 @@ from typing import Any
 from dualstack_operator.core.recreation import journal_name
 from dualstack_operator.engine.recreation import FAULT_ENV
 from localcluster import LocalCluster
-from support.audit import operator_writes
 from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for
 from support.operator_proc import OperatorProcess
 
@@ -64,7 +63,7 @@ def start(
 def writes_to(cluster: LocalCluster, k: Kubectl, name: str) -> dict[str, int]:
     return {
         verb: n
-        for (res, svc, verb), n in operator_writes(cluster, k.namespace or "").items()
+        for (res, svc, verb), n in cluster.audit.writes(k.namespace or "").items()
         if res == "services" and svc == name
     }
 

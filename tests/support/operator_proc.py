@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from localcluster import free_port, set_pdeathsig
+from localcluster import Process, Supervisor, free_port
 from support.kube import wait_for
 
 
@@ -38,51 +36,40 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
 
     def start(self) -> OperatorProcess:
         argv = [sys.executable, "-m", "dualstack_operator", "run"]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         argv += self.args
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
-                start_new_session=True,
-                preexec_fn=set_pdeathsig,
-            )
+        self.proc = Supervisor(self.log_path.parent, record=False).start(
+            "operator",
+            argv,
+            {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
+            log=self.log_path,
+        )
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         """Signals the operator and waits; SIGKILL if it does not exit in time."""
         if self.proc is None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            code = self.proc.wait(timeout=5)
+        code = self.proc.stop(sig, grace=timeout)
         self.proc = None
         return code
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive()
 
     def pause(self) -> None:
         """SIGSTOP: the operator stops reading its connections (a long GC pause, a frozen node)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        self.proc.send(signal.SIGSTOP)
 
     def resume(self) -> None:
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        self.proc.send(signal.SIGCONT)
 
     def scrape(self) -> str:
         """The operator's /metrics ("" while it does not serve them)."""
