@@ -38,18 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
-def pytest_runtest_teardown(item: pytest.Item) -> None:
+@pytest.fixture(autouse=True)
+def _starts_no_control_plane(request: pytest.FixtureRequest) -> Iterator[None]:
     """A test not marked ``cluster`` must start no control-plane process (the stray-process
-    check, per test): ``make unit`` is then truly free of them."""
-    if item.get_closest_marker("cluster") is not None:
+    check, per test): ``make unit`` is then truly free of them. Processes that were
+    running before it (a session's clusters) are not its doing."""
+    if request.node.get_closest_marker("cluster") is not None:
+        yield
         return
-    factory = getattr(item.config, "_tmp_path_factory", None)
-    if factory is None:
-        return
-    base = str(factory.getbasetemp())
-    started = _stray_processes(base, CONTROL_PLANE_PROCESSES)
+    before = set(_stray_processes("", CONTROL_PLANE_PROCESSES))
+    yield
+    started = set(_stray_processes("", CONTROL_PLANE_PROCESSES)) - before
     if started:
-        pytest.fail(f"{item.nodeid} is not marked cluster but started: {started}")
+        pytest.fail(f"not marked cluster, but started: {sorted(started)}")
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +247,8 @@ def _stray_processes(marker: str, programs: tuple[str, ...] = ()) -> list[str]:
             state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
         except OSError:
             continue
-        named = not programs or any(p.encode() in cmdline for p in programs)
+        program = Path(cmdline.split(b"\0", 1)[0].decode(errors="replace")).name
+        named = not programs or program in programs
         if marker.encode() in cmdline and named and state != "Z":
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{proc.name}: {text[:120]}")

@@ -3,33 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
-import logging
 import os
 import socket
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
 
 from dualstack_operator import __version__
 from dualstack_operator.admission.configuration import WebhookOptions
-from dualstack_operator.api.models import Admission
 from dualstack_operator.api.names import NAME
 from dualstack_operator.engine.settings import CacheSettings, PeeringSettings, ReconcileSettings
 from dualstack_operator.migration import command as plan_command
+from dualstack_operator.runtime import launch
 from dualstack_operator.runtime.logging import _logging
-from dualstack_operator.runtime.preflight import (
-    AdmissionUnavailable,
-    StartupError,
-    preflight,
-    resolve_admission,
-    wait_for_crds,
-)
 from dualstack_operator.runtime.settings import MetricsSettings, Settings
-
-log = logging.getLogger("dualstack_operator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable; default: all namespaces)",
     )
     run.add_argument(
-        "--metrics-port", type=int, default=8080, metavar="N", help="0 disables (default: 8080)"
+        "--metrics-port",
+        type=int,
+        default=MetricsSettings.port,
+        metavar="N",
+        help="0 disables (default: %(default)s)",
     )
     run.add_argument(
         "--metrics-address",
-        default="",
+        default=MetricsSettings.address,
         metavar="ADDR",
         help="where /metrics and /readyz listen (default: every address, IPv4 and IPv6, "
         "so a dual-stack metrics Service answers on both ClusterIPs)",
@@ -72,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--liveness-port",
         type=int,
-        default=8081,
+        default=Settings.liveness_port,
         metavar="N",
-        help="kopf's liveness probe at /healthz; 0 disables (default: 8081)",
+        help="kopf's liveness probe at /healthz; 0 disables (default: %(default)s)",
     )
     run.add_argument(
         "--peering",
@@ -90,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering-lifetime",
         type=int,
-        default=60,
+        default=PeeringSettings.lifetime,
         metavar="S",
-        help="a silent peer counts as gone after S seconds: the takeover time (default: 60)",
+        help="a silent peer counts as gone after S seconds: the takeover time "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--admission",
@@ -104,13 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
         "API server serves them, else the operator's webhook (auto, the value of a bare "
         "--admission); policy or webhook force one (default: off)",
     )
-    run.add_argument("--webhook-address", default="", metavar="ADDR", help="default: every address")
-    run.add_argument("--webhook-port", type=int, default=9443, metavar="N")
+    run.add_argument(
+        "--webhook-address",
+        default=WebhookOptions.address,
+        metavar="ADDR",
+        help="default: every address",
+    )
+    run.add_argument(
+        "--webhook-port",
+        type=int,
+        default=WebhookOptions.port,
+        metavar="N",
+        help="default: %(default)s",
+    )
     run.add_argument(
         "--webhook-host",
-        default="127.0.0.1",
+        default=WebhookOptions.host,
         metavar="HOST",
-        help="how the API server reaches the webhook (url mode; default: 127.0.0.1)",
+        help="how the API server reaches the webhook (url mode; default: %(default)s)",
     )
     run.add_argument(
         "--webhook-service",
@@ -128,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=ReconcileSettings.cluster_recheck_seconds,
         metavar="S",
-        help="how often to re-detect the cluster's IP families (default: 60)",
+        help="how often to re-detect the cluster's IP families (default: %(default)s)",
     )
     run.add_argument(
         "--resync-seconds",
         type=float,
         default=ReconcileSettings.resync_seconds,
         metavar="S",
-        help="a full pass over every policy this often, even without events (default: 300)",
+        help="a full pass over every policy this often, even without events (default: %(default)s)",
     )
     run.add_argument(
         "--watch-timeout-seconds",
@@ -144,14 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="the API server ends each watch after S seconds and the operator resumes it; "
         "a watch silent for S plus a grace (at most 30 s) is treated as a stalled "
-        "connection and restarted (default: 300)",
+        "connection and restarted (default: %(default)s)",
     )
     run.add_argument(
         "--journal-namespace",
-        default=os.environ.get("POD_NAMESPACE") or "dualstack-system",
+        default=os.environ.get("POD_NAMESPACE") or Settings.journal_namespace,
         metavar="NS",
         help="where recreations (primaryFamilyChange: Recreate) are journaled before a "
-        "Service is deleted (default: $POD_NAMESPACE, else dualstack-system)",
+        f"Service is deleted (default: $POD_NAMESPACE, else {Settings.journal_namespace})",
     )
     run.add_argument("--log-format", choices=["text", "json"], default="text")
     run.add_argument("--verbose", "-v", action="store_true", help="debug logging")
@@ -165,7 +168,7 @@ def default_priority() -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % 1_000_000
 
 
-def settings_from(args: argparse.Namespace, admission: Admission | None = None) -> Settings:
+def settings_from(args: argparse.Namespace) -> Settings:
     """The operator's settings from ``run``'s arguments (defaults live in settings.py)."""
     identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{os.getpid()}"
     priority = args.priority if args.priority is not None else default_priority()
@@ -185,72 +188,27 @@ def settings_from(args: argparse.Namespace, admission: Admission | None = None) 
             args.metrics_address, args.metrics_port, args.metrics_secure, args.metrics_cert_dir
         ),
         peering=peering,
-        admission=admission,
         journal_namespace=args.journal_namespace,
+        liveness_port=args.liveness_port,
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Runs until SIGINT/SIGTERM; kopf stops, and the operator's own tasks with it."""
-    import kopf
-
-    from dualstack_operator.runtime.handlers import App
-
-    try:
-        found = asyncio.run(preflight(namespaces=args.namespace))
-        admission = resolve_admission(args.admission, found.admission)
-    except (StartupError, AdmissionUnavailable) as err:
-        print(f"dualstack-operator: {err}", file=sys.stderr)
-        return 1
-    missing = found.missing_crds(admission)
-    if missing:
-        metrics = (args.metrics_address, args.metrics_port)
-        asyncio.run(wait_for_crds(missing, args.liveness_port, metrics))
-    if admission is not None:
-        log.info(
-            "admission: %s",
-            "native MutatingAdmissionPolicies, applied by the API server"
-            if admission == Admission.POLICY
-            else "the operator's mutating webhook",
-        )
-    settings = settings_from(args, admission)
-    app = App(settings)
-    liveness = (
-        f"http://{args.metrics_address or '0.0.0.0'}:{args.liveness_port}/healthz"  # noqa: S104
-        if args.liveness_port
-        else None
+def webhook_options(args: argparse.Namespace) -> WebhookOptions:
+    return WebhookOptions(
+        address=args.webhook_address,
+        port=args.webhook_port,
+        host=args.webhook_host,
+        service=args.webhook_service,
+        cert_dir=args.webhook_cert_dir,
+        namespaces=tuple(args.namespace),
     )
-    if admission == Admission.WEBHOOK:
-        from dualstack_operator.admission import webhook  # noqa: F401 (registers its handlers)
-
-        app.webhook = WebhookOptions(
-            address=args.webhook_address,
-            port=args.webhook_port,
-            host=args.webhook_host,
-            service=args.webhook_service,
-            cert_dir=args.webhook_cert_dir,
-            namespaces=tuple(args.namespace),
-        )
-    peering = settings.peering
-    kopf.run(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        memo=kopf.Memo(app=app),
-        standalone=peering is None,
-        peering_name=args.peering,
-        priority=peering.priority if peering else 0,
-        # kopf's Identity is a NewType of str, not exported
-        identity=cast(Any, peering.identity if peering else None),
-        liveness_endpoint=liveness,
-    )
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         _logging(args.log_format, args.verbose)
-        return run(args)
+        return launch.run(settings_from(args), args.admission, webhook_options(args))
     if args.command == "plan":
         from dualstack_operator.runtime.plan_source import connect
 

@@ -174,7 +174,11 @@ def test_make_cluster_cli_restarts_cleanly_and_stops_by_pid(tmp_path: Path, bina
         cidr = kubectl.get("servicecidrs.networking.k8s.io", "kubernetes")
         assert cidr["spec"]["cidrs"] == ["fd00:10:96::/112", "10.96.0.0/16"]
         down = subprocess.run(
-            [*cli, "down", f"--state-dir={state}"], capture_output=True, text=True, check=True
+            [*cli, "down", f"--state-dir={state}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         ).stdout
         assert "kube-apiserver" in down
         assert not any(_alive(p) for p in second)
@@ -202,7 +206,7 @@ from pathlib import Path
 from localcluster import LocalCluster
 cluster = LocalCluster(Path({str(tmp_path / "state")!r}), ("ipv4",), Path({str(binaries)!r}))
 cluster.start(die_with_parent=True)
-print(json.dumps([p.pid for p in cluster._procs.values()]), flush=True)
+print(json.dumps([p.pid for p in cluster.supervisor]), flush=True)
 time.sleep(600)
 """
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -68,9 +68,9 @@ def webhook_configuration(
 
 @dataclass(frozen=True)
 class WebhookOptions:
-    address: str  # where the server listens
-    port: int
-    host: str  # how the API server reaches it (url mode)
-    service: str | None  # "namespace/name[:port]": in-cluster (service mode)
-    cert_dir: Path | None  # tls.crt, tls.key and ca.crt from a Secret; None: self-signed
-    namespaces: tuple[str, ...]
+    address: str = ""  # where the server listens ("": every address)
+    port: int = 9443
+    host: str = "127.0.0.1"  # how the API server reaches it (url mode)
+    service: str | None = None  # "namespace/name[:port]": in-cluster (service mode)
+    cert_dir: Path | None = None  # tls.crt, tls.key and ca.crt from a Secret; None: self-signed
+    namespaces: tuple[str, ...] = ()

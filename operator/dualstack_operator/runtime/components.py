@@ -86,16 +86,21 @@ class Components:
             (f"dualstack {c.what} cache", c.run()) for c in self.caches
         ]
         out += [
-            ("dualstack caches ready", _all_synced(self.caches, views.policies_ready)),
             (
                 "dualstack cluster families",
                 views.cluster.keep_checking(
                     families, rec.cluster_recheck_seconds, self.mark_policies
                 ),
             ),
-            ("dualstack reconciler", work(self.reconciler, self.queue, self.gate, views)),
+            ("dualstack reconciler", self._work()),
         ]
         return out
+
+    async def _work(self) -> None:
+        """The worker, once every cache has listed once (then the policies are known).
+        Every loop the liveness probe watches runs for the life of the operator."""
+        await _all_synced(self.caches, self.views.policies_ready)
+        await work(self.reconciler, self.queue, self.gate, self.views)
 
     def ready(self) -> bool:
         """Every cache listed once: /readyz answers 200."""

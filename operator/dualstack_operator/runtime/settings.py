@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dualstack_operator.api.models import Admission
+from dualstack_operator.api.names import DEFAULT_NAMESPACE
 from dualstack_operator.engine.settings import CacheSettings, PeeringSettings, ReconcileSettings
 
 
@@ -28,4 +29,5 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     peering: PeeringSettings | None = None  # None: standalone, one replica
     admission: Admission | None = None  # None: no admission; the reconciler fixes new Services
-    journal_namespace: str = "dualstack-system"  # where recreations are journaled (ConfigMaps)
+    journal_namespace: str = DEFAULT_NAMESPACE  # where recreations are journaled (ConfigMaps)
+    liveness_port: int = 8081  # kopf's liveness probe (/healthz); 0: none
