@@ -1,22 +1,32 @@
 # syntax=docker/dockerfile:1
-# Multi-stage: build the wheel with the full toolchain, install it into a slim
-# runtime as a non-root user. No compilers in the final stage.
-FROM python:3.12-slim-bookworm AS build
+# The operator's one image definition. Users build it with `docker build .`;
+# `make image` builds it with buildah and runs it on the local node. BASE is any
+# Debian-based image with Python 3.11+ and its venv module: python:3.12-slim-bookworm
+# by default; `make image` passes a Debian root made with debootstrap (on a machine that
+# can pull no image). Two stages: no pip and no build files in the final image.
+ARG BASE=python:3.12-slim-bookworm
+
+FROM ${BASE} AS build
 WORKDIR /src
+RUN python3 -m venv /opt/dualstack
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip install --no-cache-dir build==1.2.2 \
-    && python -m build --wheel --outdir /wheels . \
-    && pip wheel --no-cache-dir --wheel-dir /wheels /wheels/dualstack_operator-*.whl
+# Behind a TLS-intercepting proxy, pass its CA for this step only (nothing is kept):
+#   --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt
+RUN --mount=type=secret,id=ca-certificates,required=false \
+    if [ -f /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
+    && /opt/dualstack/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && /opt/dualstack/bin/pip uninstall --yes --quiet pip setuptools
 
-FROM python:3.12-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 \
+FROM ${BASE}
+ENV PATH=/opt/dualstack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN groupadd --system --gid 65532 operator \
-    && useradd --system --uid 65532 --gid operator --no-create-home --shell /usr/sbin/nologin operator
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels dualstack-operator==0.1.0 \
-    && rm -rf /wheels
+# (Debian has a group "operator" already: ours is "dualstack".)
+RUN groupadd --system --gid 65532 dualstack \
+    && useradd --system --uid 65532 --gid dualstack --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin dualstack
+COPY --from=build /opt/dualstack /opt/dualstack
 USER 65532:65532
 EXPOSE 8080 8081 9443
 ENTRYPOINT ["dualstack-operator"]

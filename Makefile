@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit e2e controlplane node image helm cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,9 +28,11 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (c
 	hack/controlplane/build.sh >/dev/null
 
 node: ## build kubelet, kube-proxy, kube-scheduler, containerd, runc for a real node (cached per user)
+	python3 hack/prereqs.py node
 	hack/node/build.sh >/dev/null
 
-image: venv ## the operator's OCI image without Docker (.local/image/operator.tar; into a NODES=1 cluster's containerd)
+image: venv ## build the Dockerfile with buildah (.local/image/operator.tar; into a NODES=1 cluster's containerd)
+	python3 hack/prereqs.py image
 	$(BIN)/python hack/image.py --out .local/image/operator.tar \
 		$(if $(wildcard $(CLUSTER_DIR)/node/containerd.sock),--import-to $(CLUSTER_DIR)/node/containerd.sock)
 
@@ -58,10 +60,21 @@ e2e: venv controlplane node helm ## only the slow end-to-end tiers: a real node,
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
 
 cluster: venv controlplane ## start the local control plane in the background (FAMILIES=ipv4,ipv6; NODES=1 adds a real node)
+	$(if $(filter 1,$(NODES)),python3 hack/prereqs.py node)
 	PYTHONPATH=hack $(BIN)/python -m localcluster up --state-dir $(CLUSTER_DIR) --families $(FAMILIES) --nodes $(NODES)
 
 cluster-down: venv ## stop the processes `make cluster` started, by PID
 	PYTHONPATH=hack $(BIN)/python -m localcluster down --state-dir $(CLUSTER_DIR)
+
+# The image to deploy: on the local node cluster, the one `make image` loaded into it.
+IMG ?= $(if $(wildcard $(CLUSTER_DIR)/node/containerd.sock),localhost/dualstack/dualstack-operator:dev,ghcr.io/dualstack-dev/dualstack-operator:0.1.0)
+COMPONENTS ?=
+
+deploy: venv ## install onto the current kubeconfig's cluster with IMG (COMPONENTS="native-admission recreate ...")
+	PYTHONPATH=hack $(BIN)/python hack/deploy.py deploy --image $(IMG) --components "$(COMPONENTS)"
+
+undeploy: venv ## remove what `make deploy` installed (CRDs, and with them every policy, included)
+	PYTHONPATH=hack $(BIN)/python hack/deploy.py undeploy --image $(IMG) --components "$(COMPONENTS)"
 
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
@@ -70,8 +83,9 @@ bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission
 	$(BIN)/python hack/bench.py
 	$(BIN)/python hack/bench_admission.py
 
-crds: venv ## regenerate crds/ from the pydantic models
+crds: venv ## regenerate crds/ from the pydantic models, and the chart's copies (CRDs, alerts, dashboard)
 	$(BIN)/python -m dualstack_operator.api.crd crds
+	$(BIN)/python hack/chart_files.py
 
 clean: cluster-down ## remove the environment and local state (not the binary cache)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -22,6 +22,7 @@ OPERATOR = "dualstack-operator"  # the operator_kubeconfig's client certificate
 OPERATOR_USERS = [
     OPERATOR,
     "system:serviceaccount:dualstack-system:dualstack-operator",  # as deployed
+    "system:serviceaccount:dualstack-helm:dualstack-operator",  # the chart, in the node test
 ]
 WRITE_VERBS = ["create", "update", "patch", "delete"]
 

@@ -311,6 +311,9 @@ class LocalCluster:
 
     def _start_node(self, deadline: float) -> None:
         """Starts the node once the control plane runs (see ``localcluster.node``)."""
+        from prereqs import require  # hack/prereqs.py: one line naming what is missing
+
+        require("node")
         kubectl = [str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}"]
         # Only RBAC authorizes here (no Node authorizer): nodes get the system:node role.
         subprocess.run(

@@ -102,6 +102,9 @@ def test_restricted_pod_security_admits_the_deployment_and_rejects_violations(
         ("delete", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("*", "services"),
         ("*", "*"),
+        # Only primaryFamilyChange: Recreate needs these (manifests/recreate grants them).
+        ("delete", "services"),
+        ("get", "services"),
     ],
 )
 def test_least_privilege_denies(installed: Kubectl, verb: str, resource: str) -> None:
@@ -137,14 +140,36 @@ def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
         ("update", "mutatingadmissionpolicybindings.admissionregistration.k8s.io"),
         ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
         ("list", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
-        ("delete", "services"),
     ]:
         args = ["auth", "can-i", verb, *resource.split(), f"--as={SA}", "--all-namespaces"]
         assert installed.run(*args).strip() == "yes", (verb, resource)
-    journal = ["auth", "can-i", "create", "configmaps", f"--as={SA}", "-n", "dualstack-system"]
-    assert installed.run(*journal).strip() == "yes"
     rules = installed.get("clusterrole", "dualstack-operator")["rules"]
     assert not [r for r in rules if "*" in r["verbs"] or "*" in r["resources"]]
+
+
+def _can(k: Kubectl, verb: str, resource: str, *scope: str) -> bool:
+    out = subprocess.run(
+        [str(k.binary), f"--kubeconfig={k.kubeconfig}", "auth", "can-i", verb, resource,
+         f"--as={SA}", *(scope or ("--all-namespaces",))],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return out.stdout.strip() == "yes"
+
+
+def test_the_recreate_component_grants_delete_and_the_journal_only(installed: Kubectl) -> None:
+    """Deleting Services, and the journal's ConfigMaps, come with manifests/recreate only."""
+    journal = ("-n", "dualstack-system")
+    assert not _can(installed, "delete", "services")
+    assert not _can(installed, "create", "configmaps", *journal)
+    installed.run("apply", "-k", str(MANIFESTS / "recreate"))
+    try:
+        assert _can(installed, "delete", "services")
+        assert _can(installed, "get", "services")
+        for verb in ("list", "create", "patch", "delete"):
+            assert _can(installed, verb, "configmaps", *journal), verb
+        assert not _can(installed, "create", "configmaps", "-n", "default"), "its namespace only"
+    finally:
+        installed.run("delete", "-k", str(MANIFESTS / "recreate"), "--ignore-not-found")
 
 
 @pytest.mark.parametrize("admission", ["policy", "webhook"])
@@ -188,6 +213,55 @@ def test_operator_runs_as_its_service_account(
         assert "orbidden" not in log, log[-2000:]
     finally:
         operator.stop()
+
+
+def test_recreate_needs_the_recreate_component_and_says_so(
+    installed: Kubectl, dual_cluster: LocalCluster, dual: Kubectl, tmp_path: Path
+) -> None:
+    """As the default install's SA, a policy asking for Recreate reports the missing
+    rights (one condition, one event) and nothing is deleted; with manifests/recreate
+    applied, the same policy recreates the Service."""
+    kubeconfig = sa_kubeconfig(installed, dual_cluster, tmp_path / "sa.kubeconfig")
+    before = dual.create(service("web", selector={"app": "web"}))
+    spec: dict[str, Any] = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
+    args = ("--journal-namespace=dualstack-system",)
+    operator = OperatorProcess(kubeconfig, [dual.namespace or ""], tmp_path / "a.log", args)
+    operator.start()
+    try:
+        dual.create(dsp(primaryFamilyChange="Recreate", **spec))
+
+        def recreate_condition(status: dict[str, Any]) -> dict[str, Any] | None:
+            found = [c for c in status.get("conditions") or [] if c["type"] == "RecreateAvailable"]
+            return found[0] if found else None
+
+        status = status_when(dual, lambda s: recreate_condition(s) is not None)
+        cond = recreate_condition(status)
+        assert cond is not None
+        assert (cond["status"], cond["reason"]) == ("False", "MissingRights")
+        assert "delete services" in cond["message"]
+        assert "manifests/recreate" in cond["message"], "says how to grant it"
+        assert [e for e in dual.get("events")["items"] if e["reason"] == "MissingRights"]
+        assert dual.get("service", "web")["metadata"]["uid"] == before["metadata"]["uid"]
+    finally:
+        operator.stop()
+    installed.run("apply", "-k", str(MANIFESTS / "recreate"))
+    try:
+        operator = OperatorProcess(kubeconfig, [dual.namespace or ""], tmp_path / "b.log", args)
+        operator.start()
+        try:
+            wait_for(
+                "web recreated IPv6-first",
+                lambda: dual.get("service", "web")["spec"]["ipFamilies"] == ["IPv6", "IPv4"],
+                timeout=120,
+            )
+            status = status_when(
+                dual, lambda s: (recreate_condition(s) or {}).get("status") == "True"
+            )
+            assert dual.get("service", "web")["metadata"]["uid"] != before["metadata"]["uid"]
+        finally:
+            operator.stop()
+    finally:
+        installed.run("delete", "-k", str(MANIFESTS / "recreate"), "--ignore-not-found")
 
 
 def test_ha_one_active_replica_and_takeover(

@@ -5,10 +5,14 @@ traffic to them over both of its ClusterIPs."""
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import os
 import ssl
+import subprocess
+import threading
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -19,6 +23,7 @@ from dualstack_operator.observability.tls import self_signed
 from image import NAME as IMAGE_NAME
 from localcluster import REPO, LocalCluster
 from localcluster.node import ECHO_IMAGE, import_image, kill_container, pod_log
+from localcluster.node.node import attached_ctr as LocalNodeCtr
 from localcluster.topology import NODE_NAME
 from support.kube import Kubectl, dsp, service, wait_for
 
@@ -187,7 +192,7 @@ WEBHOOK_HOSTS = [
 ]
 
 
-def _deploy(node_cluster: LocalCluster, admin: Kubectl, tmp_path: Path, archive: Path) -> None:
+def _deploy(node_cluster: LocalCluster, admin: Kubectl, tmp_path: Path, archive: Path) -> Path:
     """`kubectl apply -k` of the manifests with the admission component, the image
     `make image` built, and a locally made certificate Secret instead of cert-manager's."""
     import_image(node_cluster.state_dir, archive)
@@ -223,6 +228,7 @@ def _deploy(node_cluster: LocalCluster, admin: Kubectl, tmp_path: Path, archive:
         f"--from-file=ca.crt={tmp_path / 'ca.crt'}",
     )
     admin.run("apply", "-k", str(overlay))
+    return overlay
 
 
 def _operator_pods(system: Kubectl) -> list[dict[str, Any]]:
@@ -255,7 +261,17 @@ def test_deployed_as_users_deploy_it(
     tmp_path: Path,
 ) -> None:
     admin = Kubectl(noded.binary, noded.kubeconfig)
-    _deploy(node_cluster, admin, tmp_path, operator_image)
+    overlay = _deploy(node_cluster, admin, tmp_path, operator_image)
+    try:
+        _as_users_deploy_it(node_cluster, noded, admin)
+    finally:  # the chart's test installs the same cluster-wide objects next
+        admin.run("delete", "-k", str(overlay), "--ignore-not-found", "--timeout=180s")
+        admin.run(
+            "delete", "mutatingwebhookconfiguration", "dualstack-operator", "--ignore-not-found"
+        )
+
+
+def _as_users_deploy_it(node_cluster: LocalCluster, noded: Kubectl, admin: Kubectl) -> None:
     system = admin.in_namespace("dualstack-system")
     pods = wait_for(
         "both replicas Running and Ready",
@@ -370,3 +386,152 @@ def _review_at(pod_ip: str, namespace: str, obj: dict[str, Any]) -> list[dict[st
         answer = json.loads(resp.read())["response"]
     patch: list[dict[str, Any]] = json.loads(base64.b64decode(answer.get("patch") or "W10="))
     return patch
+
+
+HELM_NAMESPACE = "dualstack-helm"
+CHART = REPO / "charts" / "dualstack-operator"
+
+
+def _helm(helm: Path, kubeconfig: Path, home: Path, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(home)}
+    out = subprocess.run(
+        [str(helm), *args], env=env, capture_output=True, text=True, check=False, timeout=400
+    )
+    assert out.returncode == 0, f"helm {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def _rolled_out(system: Kubectl, image: str) -> list[dict[str, Any]] | None:
+    pods = _operator_pods(system)
+    done = len(pods) == 2 and all(_ready(p) for p in pods)
+    return (
+        pods if done and all(p["spec"]["containers"][0]["image"] == image for p in pods) else None
+    )
+
+
+class Creator(threading.Thread):
+    """Creates a Service every 0.2 s while the installation is upgraded, recording what
+    each one was born with."""
+
+    def __init__(self, k: Kubectl) -> None:
+        super().__init__(daemon=True)
+        self.k = k
+        self.stop = threading.Event()
+        self.born: dict[str, tuple[float, list[str]]] = {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            name = f"during-{len(self.born):03}"
+            created = self.k.create(service(name, selector={"app": name}))
+            self.born[name] = (time.time(), created["spec"].get("ipFamilies") or [])
+            self.stop.wait(0.2)
+
+
+def test_installed_tested_upgraded_and_uninstalled_with_helm(
+    node_cluster: LocalCluster,
+    noded: Kubectl,
+    operator_image: Path,
+    helm: Path,
+    tmp_path: Path,
+) -> None:
+    """`helm install` with the image `make image` built (both replicas Ready under
+    restricted Pod Security, a policy reconciled, a Service born compliant through the
+    native policies), `helm test`, two `helm upgrade`s while Services are being created,
+    then `helm uninstall`, counted from the API server's audit log."""
+    import_image(node_cluster.state_dir, operator_image)
+    name, _, tag = IMAGE_NAME.rpartition(":")
+    admin = Kubectl(noded.binary, noded.kubeconfig)
+    # A second tag of the same image: what a new release looks like to the rollout.
+    LocalNodeCtr(node_cluster.state_dir)("images", "tag", "--force", IMAGE_NAME, f"{name}:next")
+    admin.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": HELM_NAMESPACE,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            },
+        }
+    )
+    system = admin.in_namespace(HELM_NAMESPACE)
+    values = [
+        "--set", f"image.repository={name}", "--set", f"image.tag={tag}",
+        "--set", "image.pullPolicy=Never", "--set", "admission=policy",
+    ]  # fmt: skip
+    try:
+        out = _helm(
+            helm, noded.kubeconfig, tmp_path, "install", "dualstack-operator", str(CHART),
+            "-n", HELM_NAMESPACE, *values, "--wait", "--timeout=4m",
+        )  # fmt: skip
+        assert "kubectl apply -n <namespace>" in out, "NOTES.txt tells what to apply next"
+        pods = wait_for("both replicas Ready", lambda: _rolled_out(system, IMAGE_NAME), timeout=120)
+        for pod in pods:
+            assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+
+        # A policy reconciled, and a Service born compliant through the native policies.
+        dual = ["IPv4", "IPv6"]
+        noded.create(service("old", selector={"app": "old"}))
+        noded.create(dsp(ipFamilyPolicy="RequireDualStack"))
+        wait_for("old fixed", lambda: noded.get("service", "old")["spec"]["ipFamilies"] == dual,
+                 timeout=120)  # fmt: skip
+
+        def born_compliant() -> bool:
+            made = noded.create(service(f"born-{uuid.uuid4().hex[:6]}"))
+            return bool(made["spec"].get("ipFamilies") == dual)
+
+        wait_for("a Service born compliant", born_compliant, timeout=120)
+        status = wait_for(
+            "the policy's status",
+            lambda: (lambda s: s if s.get("compliantServices", 0) >= 2 else None)(
+                noded.get("dsp", "default").get("status") or {}
+            ),
+            timeout=120,
+        )
+        _helm(helm, noded.kubeconfig, tmp_path, "test", "dualstack-operator", "-n", HELM_NAMESPACE)
+
+        # Two upgrades while Services are being created: changed values, then a new tag.
+        audit = node_cluster.audit
+        before = {n for (res, n, _), _ in audit.writes(noded.namespace or "").items()
+                  if res == "services"}  # fmt: skip
+        creator = Creator(noded)
+        began = time.time()
+        creator.start()
+        try:
+            for change in (["--set", "logFormat=text"], ["--set", "image.tag=next"]):
+                _helm(
+                    helm, noded.kubeconfig, tmp_path, "upgrade", "dualstack-operator",
+                    str(CHART), "-n", HELM_NAMESPACE, "--reuse-values", *change,
+                    "--wait", "--timeout=4m",
+                )  # fmt: skip
+            wait_for("the new pods", lambda: _rolled_out(system, f"{name}:next"), timeout=180)
+        finally:
+            creator.stop.set()
+            creator.join(timeout=30)
+        ended = time.time()
+        gap = sorted(n for n, (_, families) in creator.born.items() if families != dual)
+        print(
+            f"UPGRADE two helm upgrades in {ended - began:.0f}s: {len(creator.born)} Services "
+            f"created, {len(gap)} not born compliant {gap}"
+        )
+        assert len(creator.born) > 20, "Services were created all through the upgrades"
+
+        def fixed(name: str) -> bool:
+            return bool(noded.get("service", name)["spec"]["ipFamilies"] == dual)
+
+        for late in gap:  # landed in a gap: fixed by the next pass
+            wait_for(f"{late} fixed", functools.partial(fixed, late), timeout=60)
+        writes = audit.writes(noded.namespace or "")
+        compliant = {"old", *(n for n in creator.born if n not in gap)} - before
+        touched = {n for (res, n, _), _ in writes.items() if res == "services"} & compliant
+        assert touched == set(), "no write to a compliant Service"
+        kept = noded.get("dsp", "default").get("status") or {}
+        assert kept.get("observedGeneration") == status.get("observedGeneration")
+        assert kept.get("compliantServices", 0) >= status["compliantServices"], "status kept"
+    finally:
+        out = _helm(helm, noded.kubeconfig, tmp_path, "uninstall", "dualstack-operator",
+                    "-n", HELM_NAMESPACE, "--wait")  # fmt: skip
+    # Uninstalled: the Services are as they were, the CRDs and policies are kept.
+    assert noded.get("service", "old")["spec"]["ipFamilies"] == ["IPv4", "IPv6"]
+    assert admin.get("crd", "dualstackpolicies.dualstack.dev")["metadata"]["name"]
+    assert noded.get("dsp", "default")["metadata"]["name"] == "default"
+    assert not _operator_pods(system)

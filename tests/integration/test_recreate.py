@@ -10,7 +10,7 @@ from dualstack_operator.core.recreation import journal_name
 from dualstack_operator.engine.recreation import FAULT_ENV
 from localcluster import LocalCluster
 from support.kube import Kubectl, deny_services, dsp, service, status_when, wait_for
-from support.operator_proc import OperatorProcess
+from support.operator_proc import OperatorProcess, after_next_pass
 
 StartOperator = Callable[..., OperatorProcess]
 RECREATE: dict[str, Any] = {
@@ -231,3 +231,43 @@ def test_a_name_taken_while_the_operator_was_down_is_left_alone(
     assert now["spec"]["selector"] == {"app": "someone-else"}
     journal = dual.get("configmap", journal_name(dual.namespace or "", "web"))
     assert journal["metadata"]["labels"]["dualstack.dev/journal"] == "superseded"
+
+
+def test_without_a_journal_namespace_recreate_is_reported_once_and_nothing_is_deleted(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """Found by hand: out of cluster with no journal namespace, the operator logged a 404
+    every 5 s, forever, and the policy's status did not say why. Now: one line at start,
+    one condition and one event on the policy, the Service reported, nothing deleted."""
+    dual.create(service("web", selector={"app": "web"}))
+    operator = start_operator(dual_cluster, dual, "--journal-namespace=no-such-namespace")
+    dual.create(dsp(**RECREATE))
+    status = status_when(
+        dual,
+        lambda s: any(c["type"] == "RecreateAvailable" for c in s.get("conditions") or []),
+    )
+    (cond,) = [c for c in status["conditions"] if c["type"] == "RecreateAvailable"]
+    assert (cond["status"], cond["reason"]) == ("False", "JournalNamespaceMissing")
+    assert "no-such-namespace does not exist" in cond["message"]
+    (drift,) = status["drift"]
+    assert drift["reason"] == "PrimaryFamilyMismatch"
+    assert "not recreated: primaryFamilyChange: Recreate is unavailable" in drift["message"]
+
+    def events() -> list[dict[str, Any]]:
+        items = dual.get("events")["items"]
+        return [e for e in items if e["reason"] == "JournalNamespaceMissing"]
+
+    wait_for("the policy's event", events)
+    after_next_pass(operator, lambda: dual.create(service("other", selector={"app": "o"})))
+    (event,) = events()
+    assert event["type"] == "Warning"
+    assert event.get("count", 1) == 1, "one event, not one per pass"
+    assert writes_to(dual_cluster, dual, "web") == {}, "nothing deleted, nothing created"
+    said = [
+        line
+        for line in operator.log().splitlines()
+        if "Recreate is unavailable" in line and "not recreated" not in line
+    ]
+    assert len(said) == 1, "said once, at start"
+    assert "the journal could not be written" not in operator.log()
+    assert operator.alive()

@@ -254,7 +254,10 @@ class Condition(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    type: str = Field(description="Ready or Compliant.")
+    type: str = Field(
+        description="Ready, Compliant, or RecreateAvailable (policies asking for "
+        "primaryFamilyChange: Recreate: False when a right or the journal namespace is missing)."
+    )
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="A CamelCase reason.")
     message: str = ""
@@ -303,7 +306,7 @@ class DualStackPolicyStatus(BaseModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready and Compliant.",
+        description="Ready, Compliant and, for primaryFamilyChange: Recreate, RecreateAvailable.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

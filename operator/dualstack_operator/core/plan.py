@@ -15,6 +15,7 @@ from dualstack_operator.api.models import (
     IPFamily,
 )
 from dualstack_operator.core.decision import Decision, State, decide, selects
+from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.core.views import PolicyView, ServiceView
 
 
@@ -22,10 +23,16 @@ from dualstack_operator.core.views import PolicyView, ServiceView
 class PolicyPlan:
     policy: PolicyView
     decisions: dict[str, Decision] = field(default_factory=dict)
+    # Why the recreation this policy asks for cannot work here (None: it can, or it asks
+    # for none): its RecreateAvailable condition.
+    recreate_blocked: Unavailable | None = None
 
     def with_overrides(self, overrides: Mapping[str, Decision]) -> PolicyPlan:
         """A new plan with some verdicts replaced (refused writes); this one is untouched."""
-        return PolicyPlan(self.policy, {**self.decisions, **overrides})
+        return PolicyPlan(self.policy, {**self.decisions, **overrides}, self.recreate_blocked)
+
+    def blocked(self, why: Unavailable) -> PolicyPlan:
+        return PolicyPlan(self.policy, self.decisions, why)
 
     def summary(self) -> Summary:
         """Counts by state and by drift reason (unbounded, unlike status.drift)."""

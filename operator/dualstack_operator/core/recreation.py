@@ -112,3 +112,12 @@ def recreatable(svc: ServiceView) -> bool:
 def describe_fields(policy: str | None, families: Sequence[str]) -> str:
     """ipFamilyPolicy [families], as the plan and the recreation Events print them."""
     return f"{policy or '-'} [{', '.join(families)}]"
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why recreation cannot work on this cluster (found before start): the reason and
+    message of the RecreateAvailable condition of every policy that asks for it."""
+
+    reason: str  # MissingRights or JournalNamespaceMissing
+    message: str

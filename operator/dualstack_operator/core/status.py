@@ -18,9 +18,11 @@ from dualstack_operator.api.models import (
     DualStackPolicyStatus,
     IPFamily,
     Mode,
+    PrimaryFamilyChange,
 )
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.core.views import PolicyView
 
 
@@ -80,6 +82,26 @@ def outcome_conditions(
     return [ready, compliant]
 
 
+RECREATE_AVAILABLE = "RecreateAvailable"
+
+
+def recreate_condition(
+    policy: PolicyView, blocked: Unavailable | None, stamp: str
+) -> list[Condition]:
+    """RecreateAvailable, for a policy that asks for primaryFamilyChange: Recreate: False
+    with the missing right (or journal namespace) when recreation cannot work here."""
+    spec = policy.spec
+    if spec is None or spec.mode != Mode.ENFORCE:
+        return []
+    if spec.primary_family_change != PrimaryFamilyChange.RECREATE:
+        return []
+    at = (policy.generation, policy.status, stamp)
+    if blocked is not None:
+        return [condition(RECREATE_AVAILABLE, "False", blocked.reason, blocked.message, *at)]
+    available = "Services whose primary family is wrong are recreated"
+    return [condition(RECREATE_AVAILABLE, "True", "Available", available, *at)]
+
+
 def build_status(
     plan: PolicyPlan,
     cluster: Sequence[IPFamily],
@@ -114,7 +136,11 @@ def build_status(
             excludedServices=summary.excluded,
             drift=drift,
             admission=admission_path(policy.spec.mode, admission),
-            conditions=[ready, compliant],
+            conditions=[
+                ready,
+                compliant,
+                *recreate_condition(policy, plan.recreate_blocked, stamp),
+            ],
         )
     )
 
@@ -124,7 +150,7 @@ def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-OWN_CONDITIONS = frozenset({"Ready", "Compliant"})
+OWN_CONDITIONS = frozenset({"Ready", "Compliant", RECREATE_AVAILABLE})
 
 
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -169,6 +195,7 @@ def build_cluster_status(
             if d.state == State.DRIFTED:
                 drift.append((ns, name, d.reason or DriftReason.CONFLICT, d.message))
     matched = compliant + drifted
+    blocked = [p.recreate_blocked for p in parts.values() if p.recreate_blocked is not None]
     where = f" in {len(parts)} namespaces"
     ready, compliance = outcome_conditions(len(drift), matched, where, policy, stamp)
     status = ClusterDualStackPolicyStatus(
@@ -184,6 +211,10 @@ def build_cluster_status(
             for ns, name, reason, message in drift[:DRIFT_LIST_LIMIT]
         ],
         admission=admission_path(policy.spec.mode, admission),
-        conditions=[ready, compliance],
+        conditions=[
+            ready,
+            compliance,
+            *recreate_condition(policy, next(iter(blocked), None), stamp),
+        ],
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -36,6 +36,7 @@ from dualstack_operator.core.plan import PolicyPlan
 from dualstack_operator.core.recreation import (
     Entry,
     Outcome,
+    Unavailable,
     describe_fields,
     journal_name,
     recreatable,
@@ -87,10 +88,12 @@ class Recreator:
         store: RecreateStore,
         journal_namespace: str,
         clock: Callable[[], float] = time.monotonic,
+        unavailable: Unavailable | None = None,
     ) -> None:
         self.store = store
         self.journal_namespace = journal_namespace
         self.clock = clock
+        self.unavailable = unavailable  # a right or the journal namespace is missing
         self.recent: dict[tuple[str, str], deque[float]] = {}  # (ns, policy) -> times
 
     # --- the budget ---------------------------------------------------------------------
@@ -314,6 +317,15 @@ class Recreations:
             fields = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
             if fields is not None:
                 candidates.append((svc, fields))
+        unavailable = self.recreator.unavailable
+        if unavailable is not None:
+            # Nothing is attempted (nothing is ever half done): the Services are reported,
+            # and the policy's RecreateAvailable condition says why.
+            for svc, _ in candidates:
+                decision = plan.decisions[svc.name]
+                message = f"{decision.message}; not recreated: {unavailable.message}"
+                overrides[svc.name] = Decision(decision.state, decision.reason, message, None)
+            return plan.with_overrides(overrides).blocked(unavailable), False, Result()
         budget = spec.max_recreations_per_hour
         exhausted = bool(candidates) and self.recreator.budget_left(ns, policy.name, budget) <= 0
         note, result = "; to be recreated", Result()

@@ -185,7 +185,12 @@ def build_components(
         clock,
         admission=settings.admission,
         native=native,
-        recreator=Recreator(ports.recreation, settings.journal_namespace, clock),
+        recreator=Recreator(
+            ports.recreation,
+            settings.journal_namespace,
+            clock,
+            unavailable=settings.recreate_unavailable,
+        ),
     )
     gate = PeeringGate(
         settings.peering,

@@ -32,7 +32,9 @@ def run(settings: Settings, admission_choice: str, webhook: WebhookOptions) -> i
 
     namespaces = list(settings.namespaces)
     try:
-        found = asyncio.run(preflight(namespaces=namespaces))
+        found = asyncio.run(
+            preflight(namespaces=namespaces, journal_namespace=settings.journal_namespace)
+        )
         admission = resolve_admission(admission_choice, found.admission)
     except (StartupError, AdmissionUnavailable) as err:
         print(f"dualstack-operator: {err}", file=sys.stderr)
@@ -48,7 +50,9 @@ def run(settings: Settings, admission_choice: str, webhook: WebhookOptions) -> i
             if admission == Admission.POLICY
             else "the operator's mutating webhook",
         )
-    app = App(dataclasses.replace(settings, admission=admission))
+    app = App(
+        dataclasses.replace(settings, admission=admission, recreate_unavailable=found.recreate)
+    )
     if admission == Admission.WEBHOOK:
         from dualstack_operator.admission import webhook as _  # noqa: F401 (registers handlers)
 

@@ -10,10 +10,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dualstack_operator.api.models import Admission
-from dualstack_operator.api.names import ADMISSION_PLURAL, API_VERSION, GROUP, PLURAL
+from dualstack_operator.api.names import (
+    ADMISSION_PLURAL,
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    GROUP,
+    PLURAL,
+)
 from dualstack_operator.core.errors import ApiError, Forbidden, Unauthorized
+from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.kube.client import Client
-from dualstack_operator.kube.resources import ADMISSION
+from dualstack_operator.kube.resources import ADMISSION, NAMESPACES_RESOURCE
 from dualstack_operator.kube.reviews import Reviews
 from dualstack_operator.kube.transport import Transport
 from dualstack_operator.observability.health import serve_waiting
@@ -75,12 +82,21 @@ REQUIRED_CLUSTER_RIGHTS = (
 )
 
 
+# What primaryFamilyChange: Recreate needs beyond the required rights: to read and
+# delete the Service (it creates it again with "create", required already), and the
+# journal's ConfigMaps in the journal namespace. The default install grants none of it.
+RECREATE_RIGHTS = (("get", "", "services"), ("delete", "", "services"))
+JOURNAL_RIGHTS = tuple((verb, "", "configmaps") for verb in ("list", "create", "patch", "delete"))
+RECREATE_HINT = "grant it with manifests/recreate, or the chart's recreate.enabled=true"
+
+
 @dataclass(frozen=True)
 class Found:
     """What the preflight learnt from the API server."""
 
     admission: set[str]  # what admissionregistration.k8s.io/v1 serves
     served: set[str]  # what dualstack.dev serves (nothing before its CRDs)
+    recreate: Unavailable | None = None  # why primaryFamilyChange: Recreate cannot work
 
     def missing_crds(self, admission: Admission | None) -> list[str]:
         """The CRDs the operator needs, with this admission, that are not served (yet)."""
@@ -88,7 +104,11 @@ class Found:
         return [f"{plural}.{GROUP}" for plural in needed if plural not in self.served]
 
 
-async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = ()) -> Found:
+async def preflight(
+    kubeconfig: str | None = None,
+    namespaces: Sequence[str] = (),
+    journal_namespace: str = DEFAULT_NAMESPACE,
+) -> Found:
     """Requests before kopf starts, so that a missing or broken kubeconfig, an
     unreachable server, refused credentials or missing RBAC end the process with one
     clear line (kopf would retry forever)."""
@@ -110,6 +130,7 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
             admission = await client.served(ADMISSION)
             missing = await _missing_rights(Reviews(client), namespaces)
             policies = await client.served(API_VERSION)
+            recreate = await _recreate_unavailable(client, namespaces, journal_namespace)
     except TimeoutError as err:
         raise StartupError(
             f"cannot reach the API server at {server}: no answer in {PREFLIGHT_TIMEOUT:.0f}s"
@@ -132,13 +153,46 @@ async def preflight(kubeconfig: str | None = None, namespaces: Sequence[str] = (
         )
     if "dualstackpolicies" in policies and "clusterdualstackpolicies" not in policies:
         log.warning("ClusterDualStackPolicies are not served: they are ignored until %s", CRD_HINT)
-    return Found(admission, policies)
+    if recreate is not None:
+        log.warning("%s", recreate.message)
+    return Found(admission, policies, recreate)
+
+
+async def _recreate_unavailable(
+    client: Client, namespaces: Sequence[str], journal: str
+) -> Unavailable | None:
+    """Why primaryFamilyChange: Recreate cannot work here (None: it can): a right it
+    lacks, or a journal namespace that does not exist."""
+    reviews = Reviews(client)
+    checks = [(*right, ns or None) for ns in (namespaces or [""]) for right in RECREATE_RIGHTS]
+    checks += [(*right, journal) for right in JOURNAL_RIGHTS]
+    missing = await _denied(reviews, checks)
+    if missing:
+        return Unavailable(
+            "MissingRights",
+            "primaryFamilyChange: Recreate is unavailable: the operator may not "
+            f"{'; '.join(missing)} ({RECREATE_HINT})",
+        )
+    found = await client.list(NAMESPACES_RESOURCE, fieldSelector=f"metadata.name={journal}")
+    if not found:
+        return Unavailable(
+            "JournalNamespaceMissing",
+            f"primaryFamilyChange: Recreate is unavailable: the journal namespace {journal} "
+            "does not exist (create it, or run with --journal-namespace)",
+        )
+    return None
 
 
 async def _missing_rights(api: Reviews, namespaces: Sequence[str]) -> list[str]:
     """The required rights the identity lacks, as "verb resource [in namespace]"."""
     checks = [(*right, ns or None) for ns in (namespaces or [""]) for right in REQUIRED_RIGHTS]
     checks += [(*right, None) for right in REQUIRED_CLUSTER_RIGHTS]
+    return await _denied(api, checks)
+
+
+async def _denied(api: Reviews, checks: Sequence[tuple[str, str, str, str | None]]) -> list[str]:
+    """Of (verb, group, resource, namespace) rights, those denied, as "verb resource
+    [in namespace N]"."""
     answers = await asyncio.gather(*(api.allowed(*check) for check in checks))
     missing = []
     for (verb, group, resource, ns), allowed in zip(checks, answers, strict=True):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dualstack_operator.api.models import Admission
 from dualstack_operator.api.names import DEFAULT_NAMESPACE
+from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.engine.settings import CacheSettings, PeeringSettings, ReconcileSettings
 
 
@@ -31,3 +32,6 @@ class Settings:
     admission: Admission | None = None  # None: no admission; the reconciler fixes new Services
     journal_namespace: str = DEFAULT_NAMESPACE  # where recreations are journaled (ConfigMaps)
     liveness_port: int = 8081  # kopf's liveness probe (/healthz); 0: none
+    # Why primaryFamilyChange: Recreate cannot work here (the preflight's finding): the
+    # policies asking for it report this instead. None: it can.
+    recreate_unavailable: Unavailable | None = None
