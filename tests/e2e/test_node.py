@@ -186,6 +186,24 @@ def test_the_operator_image_runs_non_root_on_a_read_only_root(
     assert status["imageID"], "run from the imported image"
 
 
+def test_make_image_loads_into_a_running_node_from_the_repository_root(
+    node_cluster: LocalCluster, operator_image: Path
+) -> None:
+    """As the README says it, with the node's directory given relatively (containerd 2's
+    ctr read a relative socket as a URL: "invalid (non-empty) authority")."""
+    relative = os.path.relpath(node_cluster.state_dir, REPO)
+    ctr = LocalNodeCtr(node_cluster.state_dir)
+    ctr("images", "rm", IMAGE_NAME, check=False)
+    out = subprocess.run(
+        ["make", "image", f"CLUSTER_DIR={relative}"],
+        cwd=REPO, capture_output=True, text=True, check=False, timeout=900,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "loaded into the node's containerd" in out.stdout
+    assert IMAGE_NAME in ctr("images", "ls", "-q")
+
+
 WEBHOOK_HOSTS = [
     "dualstack-operator-webhook.dualstack-system.svc",
     "dualstack-operator-webhook.dualstack-system.svc.cluster.local",

@@ -29,24 +29,14 @@ from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
 from dualstack_operator.api.names import HASH_ANNOTATION, SYSTEM_NAMESPACES
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.views import PolicyView
+from support.views import policy_view
 
 DUAL = [IPFamily.IPV4, IPFamily.IPV6]
 CLIENT = {"url": "https://127.0.0.1:9443/mutate"}
 
 
 def policy(name: str = "p", day: int = 1, **spec: Any) -> PolicyView:
-    return PolicyView.from_body(
-        {
-            "metadata": {
-                "name": name,
-                "namespace": "ns",
-                "uid": f"uid-{name}",
-                "generation": 1,
-                "creationTimestamp": f"2026-01-{day:02}T00:00:00Z",
-            },
-            "spec": spec,
-        }
-    )
+    return policy_view(name, created=f"2026-01-{day:02}T00:00:00Z", **spec)
 
 
 # --- the webhook configuration ----------------------------------------------------------

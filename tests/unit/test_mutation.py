@@ -12,23 +12,13 @@ from dualstack_operator.admission.mutation import Mutation, malformed_review, mu
 from dualstack_operator.api.models import IPFamily
 from dualstack_operator.api.names import IGNORE_ANNOTATION
 from dualstack_operator.core.views import PolicyView
+from support.views import policy_view
 
 DUAL = [IPFamily.IPV4, IPFamily.IPV6]
 
 
 def policy(name: str = "p", created: str = "2026-01-01T00:00:00Z", **spec: Any) -> PolicyView:
-    return PolicyView.from_body(
-        {
-            "metadata": {
-                "name": name,
-                "namespace": "ns",
-                "uid": f"uid-{name}",
-                "generation": 1,
-                "creationTimestamp": created,
-            },
-            "spec": spec,
-        }
-    )
+    return policy_view(name, created=created, **spec)
 
 
 def service(labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:

@@ -18,21 +18,11 @@ from dualstack_operator.core.views import PolicyView, UserInfo
 from dualstack_operator.observability.metrics import Metrics
 from dualstack_operator.observability.metrics_auth import MetricsAuth
 from support.fakes import FakeClock
+from support.views import policy_view
 
 
 def policy(namespace: str, name: str, **spec: Any) -> PolicyView:
-    return PolicyView.from_body(
-        {
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": f"uid-{namespace}-{name}",
-                "generation": 1,
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-            },
-            "spec": spec,
-        }
-    )
+    return policy_view(name, namespace, **spec)
 
 
 @dataclass

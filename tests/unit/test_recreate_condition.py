@@ -10,24 +10,14 @@ from dualstack_operator.core.plan import PolicyPlan
 from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.core.status import build_status, status_differs
 from dualstack_operator.core.views import PolicyView
+from support.views import policy_view
 
 DUAL = [IPFamily.IPV4, IPFamily.IPV6]
 MISSING = Unavailable("MissingRights", "the operator may not delete services")
 
 
 def policy(**spec: Any) -> PolicyView:
-    return PolicyView.from_body(
-        {
-            "metadata": {
-                "name": "p",
-                "namespace": "ns",
-                "uid": "u",
-                "generation": 3,
-                "creationTimestamp": "2026-01-01T00:00:00Z",
-            },
-            "spec": {"ipFamilyPolicy": "RequireDualStack", **spec},
-        }
-    )
+    return policy_view(generation=3, ipFamilyPolicy="RequireDualStack", **spec)
 
 
 def conditions(plan: PolicyPlan) -> dict[str, dict[str, Any]]:
