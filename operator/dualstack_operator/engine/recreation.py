@@ -247,7 +247,11 @@ class Recreations:
         self.journaled: dict[str, int] = {}
 
     async def refresh(self) -> set[str]:
-        """Recreations a previous run journaled and did not finish: their namespaces."""
+        """Recreations a previous run journaled and did not finish: their namespaces.
+        None are looked for where recreation is unavailable: the journal is not readable
+        then, and the preflight has said why, once."""
+        if self.recreator.unavailable is not None:
+            return set()
         try:
             entries = await self.recreator.pending()
         except ApiError as err:
