@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the whole story on a fresh machine with no cluster. Starts a local
 # dual-stack control plane (its own state dir, so a `make cluster` is left alone),
-# installs the CRD, runs the operator, applies examples/, shows the Services before
-# and after, and stops everything it started, by PID, on exit.
+# installs the CRD, applies examples/, shows `plan`, runs the operator with the
+# policy, then makes IPv6 primary with primaryFamilyChange: Recreate (the IPv4
+# ClusterIPs kept), and stops everything it started, by PID, on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,11 +37,17 @@ step "Before: Services as the API server defaults them"
 "$kubectl" apply -f examples/services.yaml
 families
 
+step "What the policy would do, before anything is applied: dualstack-operator plan"
+.venv/bin/dualstack-operator plan -n shop -f examples/policy.yaml
+
 step "The operator, and the namespace's policy: RequireDualStack, IPv6 first"
+# Recreations are journaled in the operator's namespace before any delete.
+"$kubectl" create namespace dualstack-system >/dev/null
 read -r metrics_port liveness_port webhook_port < <("$py" -c 'import sys; sys.path.insert(0, "hack"); from localcluster import free_port; print(free_port(), free_port(), free_port())')
 .venv/bin/dualstack-operator run --metrics-address 127.0.0.1 --metrics-port "$metrics_port" \
 	--liveness-port "$liveness_port" --admission --webhook-address 127.0.0.1 \
-	--webhook-port "$webhook_port" >"$state/operator.log" 2>&1 &
+	--webhook-port "$webhook_port" --journal-namespace dualstack-system \
+	>"$state/operator.log" 2>&1 &
 operator_pid=$!
 echo "operator running (pid $operator_pid, log $state/operator.log)"
 cat examples/policy.yaml | grep -v '^#'
@@ -62,8 +69,17 @@ echo "The API server applies the policy compiled into a native MutatingAdmission
 "$kubectl" create service clusterip newcomer -n shop --tcp=80
 "$kubectl" get service -n shop newcomer -o custom-columns='SERVICE:.metadata.name,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 
+step "IPv6 primary for the rest: spec.primaryFamilyChange: Recreate"
+echo "Before (the IPv4 ClusterIPs clients know):"
+families
+"$kubectl" patch dsp -n shop default --type=merge -p '{"spec":{"primaryFamilyChange":"Recreate"}}'
+"$kubectl" wait -n shop dsp/default --for=jsonpath='{.status.driftedServices}'=0 --timeout=120s >/dev/null
+echo "After: IPv6 primary, each IPv4 ClusterIP kept as the second address:"
+families
+echo
+"$kubectl" get events -n shop --field-selector reason=Recreated,involvedObject.kind=Service -o custom-columns='SERVICE:.involvedObject.name,EVENT:.message'
+
 step "Prometheus metrics (http://127.0.0.1:$metrics_port/metrics)"
-"$kubectl" wait -n shop dsp/default --for=jsonpath='{.status.compliantServices}'=2 --timeout=30s >/dev/null
-curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^dualstack_(services|service_drift|cluster_ip_families|policy_info|remediations_total)\{' | grep -v ' 0.0$'
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^dualstack_(services|service_drift|cluster_ip_families|policy_info|remediations_total|recreations_total)\{' | grep -v ' 0.0$'
 
 step "Stopping everything the demo started"

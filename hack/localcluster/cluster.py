@@ -164,6 +164,25 @@ class LocalCluster:
             self.stop()
             raise
 
+    def convert(self, families: Sequence[Family], timeout: float = START_TIMEOUT_S) -> None:
+        """Converts the running cluster to ``families`` as the Kubernetes docs describe
+        for v1.33 and later: the default ServiceCIDR gains the new range through the API
+        first, then kube-apiserver and kube-controller-manager restart with flags that
+        match, on the same etcd. Until the restart the API server refuses the new family
+        ("not configured on this cluster") although the ServiceCIDR lists it. Only a
+        secondary family can be added: the primary stays. A node keeps the podCIDRs it
+        registered with."""
+        target = Topology(tuple(families), self.nodes)
+        if target.families[0] != self.families[0]:
+            raise ValueError(f"the primary family stays {self.families[0]}")
+        patch = json.dumps({"spec": {"cidrs": target.service_cidrs}})
+        subprocess.run(
+            [str(self.binaries / "kubectl"), f"--kubeconfig={self.kubeconfig}", "patch",
+             "servicecidrs.networking.k8s.io", "kubernetes", "--type=merge", "-p", patch],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        self.reconfigure(families, timeout)
+
     def restart_apiserver(self, timeout: float = START_TIMEOUT_S, *, crash: bool = False) -> None:
         """Stops and starts kube-apiserver (and its controller-manager) on the same etcd
         and port: every watch open against it is dropped. With ``crash`` it is killed

@@ -132,6 +132,7 @@ def test_least_privilege_grants_what_the_code_uses(installed: Kubectl) -> None:
         ("watch", "services"),
         ("patch", "dualstackpolicies.dualstack.dev --subresource=status"),
         ("get", "servicecidrs.networking.k8s.io"),
+        ("watch", "servicecidrs.networking.k8s.io"),
         ("create", "events"),
         ("patch", "clusterkopfpeerings.kopf.dev"),
         ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),

@@ -516,12 +516,12 @@ def property_check(phase: Phase, run_seed: int) -> Callable[[], None]:
 @pytest.mark.timeout(1200)
 def test_admission_never_refuses_what_the_server_accepts(harness: Harness, tmp_path: Path) -> None:
     h = harness
-    run_seed = random.randrange(2**32)  # noqa: S311 - test data, printed with any failure
+    run_seed = random.randrange(2**32)
     print(f"\nDO-NO-HARM seed {run_seed}")
     tallies: dict[str, Tally] = {}
     for offset, mechanism in enumerate(("policy", "webhook")):
         # The same requests on both paths, each with addresses of its own.
-        phase = Phase(h, mechanism, random.Random(run_seed + offset))  # noqa: S311
+        phase = Phase(h, mechanism, random.Random(run_seed + offset))
         operator = start_operator(h, mechanism, tmp_path / f"operator-{mechanism}.log")
         try:
             wait_until_admission_acts(h, mechanism)

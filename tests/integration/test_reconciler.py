@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,8 @@ def test_mixed_namespace_converges_with_exact_status(
         ("lb", "PrimaryFamilyMismatch"),
         ("web", "PrimaryFamilyMismatch"),
     ]
-    assert "recreate the Service to make IPv6 primary" in status["drift"][0]["message"]
+    assert "set spec.primaryFamilyChange: Recreate" in status["drift"][0]["message"]
+    assert "with IPv6 primary (its IPv4 ClusterIP kept)" in status["drift"][0]["message"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Compliant"]["status"] == "False"
@@ -358,7 +360,11 @@ def test_cluster_gaining_ipv6_upgrades_services_through_the_operator(
     tmp_path: Path, binaries: Path, start_operator: StartOperator
 ) -> None:
     """The migration story (kubernetes#101681): the server never upgrades existing
-    PreferDualStack Services by itself; the operator notices the new family and does."""
+    PreferDualStack Services by itself; the operator notices the new family and does.
+    The cluster is converted the v1.33+ way (the default ServiceCIDR first, then the
+    flags), and the operator's poll is set to 10 minutes: only its ServiceCIDR watch can
+    make it notice within the minute the test waits, and never before the API server
+    serves IPv6 (no refused patch)."""
     cluster = LocalCluster(tmp_path / "migrating", ("ipv4",), binaries)
     cluster.start(die_with_parent=True)
     try:
@@ -368,22 +374,33 @@ def test_cluster_gaining_ipv6_upgrades_services_through_the_operator(
         shop = k.in_namespace("shop")
         shop.create(service("web", selector={"app": "web"}, ipFamilyPolicy="PreferDualStack"))
         shop.create(service("plain", selector={"app": "plain"}))
-        operator = start_operator(cluster, shop, "--cluster-recheck-seconds=1")
+        operator = start_operator(cluster, shop, "--cluster-recheck-seconds=600")
         shop.create(dsp(ipFamilyPolicy="PreferDualStack"))
         status = status_when(shop, lambda s: s.get("compliantServices") == 2)
         assert status["clusterIPFamilies"] == ["IPv4"]
 
-        cluster.reconfigure(("ipv4", "ipv6"))
+        began = time.monotonic()
+        cluster.convert(("ipv4", "ipv6"))
+        converted = time.monotonic()
         status = status_when(
             shop,
             lambda s: (
                 s.get("clusterIPFamilies") == ["IPv4", "IPv6"] and s.get("compliantServices") == 2
             ),
         )
+        upgraded = time.monotonic()
         for name in ("web", "plain"):
             assert families(shop, name) == ("PreferDualStack", ["IPv4", "IPv6"])
         patches = service_patches(cluster.audit.writes("shop"))
         assert patches == {"plain": 2, "web": 1}  # plain: the policy field, then IPv6
+        refused = [
+            c for n in ("web", "plain") for c in cluster.audit.attempts("shop", n) if c >= 400
+        ]
+        assert refused == [], "no patch sent before the API server served IPv6"
+        print(
+            f"CONVERSION ServiceCIDR patched and control plane restarted in "
+            f"{converted - began:.1f}s; Services compliant {upgraded - converted:.1f}s later"
+        )
         assert operator.proc is not None
         assert operator.proc.alive()
     finally:

@@ -87,6 +87,7 @@ def test_recreate_makes_ipv4_primary_services_ipv6_primary_keeping_the_rest(
         assert new["spec"]["ipFamilyPolicy"] == "RequireDualStack"
         assert new["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
         assert ":" in new["spec"]["clusterIP"], "IPv6 primary"
+        assert new["spec"]["clusterIPs"][1] == old["spec"]["clusterIP"], "the IPv4 address kept"
         assert kept(new) == kept(old), name  # nodePort included, in ports
         assert writes_to(dual_cluster, dual, name) == {"delete": 1, "create": 1}
         selector = f"kubernetes.io/service-name={name}"
@@ -98,8 +99,10 @@ def test_recreate_makes_ipv4_primary_services_ipv6_primary_keeping_the_rest(
         # The EndpointSlice controller makes one slice per family, moments apart.
         wait_for(f"slices of both families for {name}", families)
     assert dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == []
-    reasons = [e["reason"] for e in dual.get("events")["items"]]
-    assert reasons.count("Recreated") == 4  # on each new Service and on the policy
+    events = [e for e in dual.get("events")["items"] if e["reason"] == "Recreated"]
+    assert len(events) == 4  # on each new Service and on the policy
+    assert all(f"{before[n]['spec']['clusterIP']} kept" in e["message"]
+               for e in events for n in before if e["message"].startswith(n))  # fmt: skip
 
 
 def test_sigkill_between_delete_and_create_loses_nothing(
@@ -112,12 +115,15 @@ def test_sigkill_between_delete_and_create_loses_nothing(
     assert dual.run("get", "service", "checkout", "--ignore-not-found").strip() == ""
     journal = dual.get("configmap", journal_name(dual.namespace or "", "checkout"))
     assert '"nodePort"' in journal["data"]["manifest"]
+    asked = json.loads(journal["data"]["manifest"])["spec"]["clusterIPs"]
+    assert asked[1] == old["spec"]["clusterIP"], "the kept address is journaled"
 
     start(start_operator, dual_cluster, dual)
     status_when(dual, lambda s: s.get("compliantServices") == 1)
     new = dual.get("service", "checkout")
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
     assert new["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert new["spec"]["clusterIPs"] == asked, "back on the kept address, and the pick"
     assert kept(new) == kept(old)
     assert writes_to(dual_cluster, dual, "checkout") == {"delete": 1, "create": 1}
     assert len(dual.get("services")["items"]) == 1, "no duplicate"
@@ -125,6 +131,31 @@ def test_sigkill_between_delete_and_create_loses_nothing(
         "the journal entry to go",
         lambda: dual.get("configmaps", "", "-l", "dualstack.dev/journal")["items"] == [],
     )
+
+
+def test_a_kept_address_taken_meanwhile_falls_back_to_a_new_one_and_says_so(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    old = dual.create(rich_service("web"))
+    address = old["spec"]["clusterIP"]
+    operator = start(start_operator, dual_cluster, dual, **{FAULT_ENV: "after-delete"})
+    dual.create(dsp(**RECREATE))
+    assert operator.wait_exit() == -9
+    dual.create(service("squatter", clusterIP=address))  # the old address, someone else's
+    start(start_operator, dual_cluster, dual)
+    status_when(dual, lambda s: s.get("compliantServices") == 2)
+    new = dual.get("service", "web")
+    assert new["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert address not in new["spec"]["clusterIPs"]
+    (event,) = [
+        e
+        for e in dual.get("events")["items"]
+        if e["reason"] == "Recreated"
+        and e["involvedObject"]["name"] == "web"
+        and e["involvedObject"]["kind"] == "Service"
+    ]  # (the squatter is recreated too, keeping the address it holds)
+    assert f"the kept address {address} could not be had" in event["message"]
+    assert "already allocated" in event["message"], "the API server's own words"
 
 
 def test_load_balancers_need_their_own_consent_and_the_budget_holds(

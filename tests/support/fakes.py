@@ -333,7 +333,7 @@ class FakeApi:
     create_admission_object = replace_admission_object = delete_admission_object = _unused
     create_admission_parameter = replace_admission_parameter = _unused
     delete_admission_parameter = dry_run_service = _unused
-    read_service = delete_service = create_service = _unused
+    read_service = delete_service = create_service = service_cidrs = _unused
     create_configmap = label_configmap = delete_configmap = _unused
 
     def patches(self, name: str | None = None) -> list[Write]:

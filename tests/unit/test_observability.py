@@ -133,6 +133,28 @@ def test_counters_count_and_go_with_their_policy() -> None:
     assert metrics.remediations == {}, "and so did the memory they held"
 
 
+def test_recreations_say_whether_the_surviving_address_was_kept() -> None:
+    state = State([policy("shop", "p", ipFamilyPolicy="RequireDualStack")])
+    metrics = Metrics()
+    metrics.bind(state)
+    metrics.recreated("shop", "p", ok=True, addresses="kept")
+    metrics.recreated("shop", "p", ok=True, addresses="new")
+    metrics.recreated("shop", "p", ok=False, addresses="kept")  # an error keeps nothing
+    found = samples(metrics)
+    name = "dualstack_recreations_total"
+    got = {
+        (labels["result"], labels["addresses"]): v
+        for (sample, key), v in found.items()
+        if sample == name and (labels := dict(key))["policy"] == "p"
+    }
+    assert got == {
+        ("success", "kept"): 1,
+        ("success", "new"): 1,
+        ("success", "none"): 0,
+        ("error", "none"): 1,
+    }
+
+
 def test_no_label_ever_names_a_service() -> None:
     state = State([policy("shop", "p", ipFamilyPolicy="PreferDualStack")])
     state.summaries[("shop", "p")] = Summary(1, 0, 0, {})
@@ -145,6 +167,7 @@ def test_no_label_ever_names_a_service() -> None:
         "state",
         "reason",
         "result",
+        "addresses",
         "kind",
         "family",
         "ip_family_policy",

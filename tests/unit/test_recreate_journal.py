@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
+import random
 from typing import Any
 
 from dualstack_operator.api.names import JOURNAL_LABEL
-from dualstack_operator.core.errors import Conflict, NotFound, Rejected
-from dualstack_operator.core.recreation import recreated_manifest
+from dualstack_operator.core.errors import Conflict, Invalid, NotFound, Rejected
+from dualstack_operator.core.recreation import recreated_manifest, static_address
 from dualstack_operator.engine.recreation import Recreator
 
 FIELDS = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
@@ -49,6 +51,8 @@ class Store:
         self.configmaps: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.refuse_create: Exception | None = None
+        self.taken: set[str] = set()  # addresses the create refuses as already allocated
+        self.cidrs: list[str] | None = ["10.0.0.0/16", "fd00:10::/112"]
         self.uids = 1
 
     async def read_service(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -66,11 +70,21 @@ class Store:
         self.calls.append(f"create {body['metadata']['name']}")
         if self.refuse_create is not None:
             raise self.refuse_create
+        for ip in body["spec"].get("clusterIPs") or []:
+            if ip in self.taken:
+                raise Invalid(
+                    422,
+                    f'Service "{body["metadata"]["name"]}" is invalid: spec.clusterIPs: Invalid '
+                    f"value: ...: failed to allocate IP {ip}: provided IP is already allocated",
+                )
         self.uids += 1
         made = copy.deepcopy(body)
         made["metadata"]["uid"] = f"u{self.uids}"
         self.services[body["metadata"]["name"]] = made
         return made
+
+    async def service_cidrs(self) -> list[str] | None:
+        return self.cidrs
 
     async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         wanted = dict(part.split("=") for part in selector.split(","))
@@ -182,3 +196,85 @@ def test_the_budget_counts_an_hour() -> None:
     assert recreator.next_slot_seconds("ns", "p") == 3600
     now[0] = 3600.0
     assert recreator.budget_left("ns", "p", 2) == 1
+
+
+async def test_the_surviving_familys_address_is_kept_and_journaled() -> None:
+    store = Store()
+    store.services["web"] = stored("web")  # SingleStack [IPv4 10.0.0.1]
+    recreator = Recreator(store, "ops", rng=random.Random(1))
+    store.refuse_create = Rejected(500, "server unavailable")  # to see the journal
+    await recreator.recreate("ns", "web", "p", FIELDS, 10)
+    (entry,) = await recreator.pending("ns")
+    assert entry.kept == ("10.0.0.1",)
+    new, old = entry.addresses
+    assert ipaddress.ip_address(new) in ipaddress.ip_network("fd00:10::/112")
+    assert old == "10.0.0.1", "the old IPv4 address, second"
+    store.refuse_create = None
+    outcome = await recreator.finish(entry)
+    assert outcome.done
+    assert outcome.addresses == "kept"
+    assert store.services["web"]["spec"]["clusterIPs"] == [new, "10.0.0.1"]
+
+
+async def test_a_pick_taken_meanwhile_is_picked_again() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    first = static_address("fd00:10::/112", random.Random(7))
+    store.taken.add(first)
+    outcome = await Recreator(store, "ops", rng=random.Random(7)).recreate(
+        "ns", "web", "p", FIELDS, 10
+    )
+    assert outcome is not None
+    assert outcome.done
+    assert outcome.addresses == "kept"
+    ips = store.services["web"]["spec"]["clusterIPs"]
+    assert ips[0] != first
+    assert ips[1] == "10.0.0.1"
+    assert store.calls.count("create web") == 2
+
+
+async def test_a_kept_address_that_cannot_be_had_falls_back_to_new_ones_and_says_so() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    store.taken.add("10.0.0.1")  # still held, say
+    outcome = await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10)
+    assert outcome is not None
+    assert outcome.done
+    assert outcome.addresses == "new"
+    assert "the kept address 10.0.0.1 could not be had" in outcome.fallback
+    assert "clusterIPs" not in store.services["web"]["spec"], "left to the server"
+
+
+async def test_without_a_known_range_the_server_chooses_and_it_is_reported() -> None:
+    store = Store()
+    store.services["web"] = stored("web")
+    store.cidrs = None  # no ServiceCIDR API
+    outcome = await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10)
+    assert outcome is not None
+    assert outcome.done
+    assert outcome.addresses == "new"
+    assert "no IPv6 service range is known" in outcome.fallback
+
+
+async def test_a_dual_stack_service_keeps_both_addresses_in_the_new_order() -> None:
+    store = Store()
+    svc = stored("web", families=["IPv4", "IPv6"])
+    svc["spec"].update(clusterIPs=["10.0.0.1", "fd00:10::9"], ipFamilyPolicy="PreferDualStack")
+    store.services["web"] = svc
+    store.cidrs = None  # nothing to pick
+    outcome = await Recreator(store, "ops").recreate("ns", "web", "p", FIELDS, 10)
+    assert outcome is not None
+    assert outcome.done
+    assert outcome.addresses == "kept"
+    assert store.services["web"]["spec"]["clusterIPs"] == ["fd00:10::9", "10.0.0.1"]
+    assert store.services["web"]["spec"]["clusterIP"] == "fd00:10::9"
+
+
+def test_static_addresses_stay_in_the_lower_band_and_off_the_network_address() -> None:
+    rng = random.Random(0)
+    for cidr, band in (("10.96.0.0/16", 256), ("fd00:10:96::/112", 256), ("10.0.0.0/28", 14)):
+        net = ipaddress.ip_network(cidr)
+        for _ in range(500):
+            ip = ipaddress.ip_address(static_address(cidr, rng))
+            assert ip in net
+            assert 1 <= int(ip) - int(net.network_address) <= band

@@ -22,6 +22,7 @@ from dualstack_operator.api.models import (
     IPFamilyPolicy,
     LabelSelector,
     Mode,
+    PrimaryFamilyChange,
 )
 from dualstack_operator.core.views import ServiceView
 
@@ -128,6 +129,21 @@ def desired_families(
     return [f for f in order if f in offered or f in kept][:2], None
 
 
+def primary_mismatch(
+    primary: str, desired: Sequence[str], change: PrimaryFamilyChange | None
+) -> str:
+    """The PrimaryFamilyMismatch message: what cannot be done, and the way to do it."""
+    message = f"primary family {primary} cannot change in place"
+    if change == PrimaryFamilyChange.RECREATE:
+        return f"{message}; {desired[0]} primary needs a recreation"
+    kept = f" (its {primary} ClusterIP kept)" if primary in desired else ""
+    return (
+        f"{message}: set spec.primaryFamilyChange: Recreate on the policy to recreate the "
+        f"Service with {desired[0]} primary{kept}, or run `dualstack-operator plan` to see "
+        "the risk first"
+    )
+
+
 def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFamily]) -> Decision:
     """The verdict for one Service the policy selects, with the patch to apply (Enforce)."""
     if svc.type == "ExternalName" or svc.ignored:
@@ -147,8 +163,7 @@ def decide(spec: DualStackPolicySpec, svc: ServiceView, cluster: Sequence[IPFami
         residual = Decision(
             State.DRIFTED,
             DriftReason.PRIMARY_FAMILY_MISMATCH,
-            f"primary family {primary} cannot change in place; recreate the Service "
-            f"to make {desired[0]} primary",
+            primary_mismatch(primary, desired, spec.primary_family_change),
         )
         target = [primary, *[f for f in desired if f != primary][: len(desired) - 1]]
         if primary not in desired:

@@ -3,7 +3,10 @@ journal entry that keeps it, and which Services may be recreated at all."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +38,8 @@ def recreated_manifest(service: Mapping[str, Any], fields: Mapping[str, Any]) ->
 
     Labels, annotations, owner references, ports with their nodePorts, selector,
     session affinity, traffic policies, publishNotReadyAddresses... are kept as
-    they are; clusterIPs are left to the server (that is the point).
+    they are. The clusterIPs are left to the server here; ``with_addresses`` asks for
+    the ones to keep.
     """
     meta = {k: v for k, v in (service.get("metadata") or {}).items() if k not in _SERVER_META}
     finalizers = [f for f in meta.pop("finalizers", None) or [] if f not in _SERVER_FINALIZERS]
@@ -44,6 +48,51 @@ def recreated_manifest(service: Mapping[str, Any], fields: Mapping[str, Any]) ->
     spec = {k: v for k, v in (service.get("spec") or {}).items() if k not in _ALLOCATED_SPEC}
     spec.update(fields)
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
+
+
+def kept_addresses(service: Mapping[str, Any], families: Sequence[str]) -> dict[str, str]:
+    """family -> the old ClusterIP of each family the new Service keeps: the addresses
+    clients already know (the primary family is what changes, not the rest)."""
+    ips = (service.get("spec") or {}).get("clusterIPs") or []
+    kept: dict[str, str] = {}
+    for ip in ips:
+        try:
+            family = f"IPv{ipaddress.ip_address(ip).version}"
+        except ValueError:  # "None" (headless) or garbage: nothing to keep
+            continue
+        if family in families:
+            kept.setdefault(family, ip)
+    return kept
+
+
+def static_address(cidr: str, rng: random.Random) -> str:
+    """An address of ``cidr`` for a Service that chooses its own: in the lower band
+    the allocator keeps for static addresses (KEP-3070: size/16, between 16 and 256), so
+    it does not race the dynamic allocations; never the network or broadcast address."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    hosts = net.num_addresses - (2 if net.version == 4 else 1)
+    band = max(1, min(hosts, max(16, min(256, net.num_addresses // 16))))
+    return str(net.network_address + rng.randint(1, band))
+
+
+def with_addresses(manifest: Mapping[str, Any], addresses: Sequence[str]) -> dict[str, Any]:
+    """The manifest asking for ``addresses`` (in ipFamilies' order), or for none."""
+    spec = {k: v for k, v in manifest["spec"].items() if k not in ("clusterIP", "clusterIPs")}
+    if addresses:
+        spec["clusterIP"], spec["clusterIPs"] = addresses[0], list(addresses)
+    return {**manifest, "spec": spec}
+
+
+_NOT_ALLOCATED = re.compile(r"failed to allocate IP ([0-9A-Fa-f:.]+?)(?::\s|$)")
+
+
+def refused_address(message: str, addresses: Sequence[str]) -> str | None:
+    """Which of ``addresses`` the API server could not allocate (already allocated, or
+    outside the range), from its 422 message; None if the refusal is about something else."""
+    found = _NOT_ALLOCATED.search(message)
+    if found and found.group(1) in addresses:
+        return found.group(1)
+    return None
 
 
 def journal_name(namespace: str, name: str) -> str:
@@ -60,6 +109,11 @@ class Entry:
     old_uid: str
     manifest: dict[str, Any]
     policy_kind: str = "DualStackPolicy"  # or ClusterDualStackPolicy
+    kept: tuple[str, ...] = ()  # old ClusterIPs the manifest asks for again
+
+    @property
+    def addresses(self) -> list[str]:
+        return list(self.manifest["spec"].get("clusterIPs") or [])
 
     @classmethod
     def of(cls, configmap: Mapping[str, Any]) -> Entry:
@@ -73,6 +127,7 @@ class Entry:
             data["uid"],
             manifest,
             data.get("policyKind", "DualStackPolicy"),
+            tuple(json.loads(data.get("kept") or "[]")),
         )
 
 
@@ -85,6 +140,15 @@ class Outcome:
     done: bool
     message: str
     created: dict[str, Any] | None = None
+    fallback: str = ""  # why the kept addresses could not be had, if they could not
+
+    @property
+    def addresses(self) -> str:
+        """kept (the surviving family's ClusterIP), new (it could not be kept: see
+        ``fallback``) or none (no family survives): the metric's label."""
+        if self.fallback:
+            return "new"
+        return "kept" if self.entry.kept else "none"
 
 
 RECREATABLE_TYPES = ("ClusterIP", "NodePort")
@@ -92,14 +156,15 @@ RECREATABLE_TYPES = ("ClusterIP", "NodePort")
 
 def recreation_risk(svc: ServiceView) -> str:
     """What a user loses when this Service is deleted and created again."""
+    kept = "a short gap; the kept family's ClusterIP stays, spec.clusterIP becomes the new one"
     if svc.type == "LoadBalancer":
-        risk = "new clusterIPs; the external address may change"
+        risk = f"{kept}; the external address may change"
         if not svc.recreate:
             risk += " (recreated only with dualstack.dev/recreate=true on the Service)"
         return risk
     if svc.type == "NodePort":
-        return "new clusterIPs; nodePorts kept"
-    return "new clusterIPs: clients that hard-code the old ones break"
+        return f"{kept}; nodePorts kept"
+    return kept
 
 
 def recreatable(svc: ServiceView) -> bool:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, Generic, Protocol, TypeVar
 
-from dualstack_operator.api.models import ClusterDualStackPolicySpec, DualStackPolicySpec
+from dualstack_operator.api.models import ClusterDualStackPolicySpec, DualStackPolicySpec, IPFamily
 from dualstack_operator.api.names import (
     CLUSTER_KIND,
     IGNORE_ANNOTATION,
@@ -186,6 +186,35 @@ class View(Protocol):
 
 
 V = TypeVar("V", bound=View)
+
+
+def families_of(cidrs: Sequence[str]) -> list[IPFamily]:
+    """The families of service ranges, in their order (the first is the primary)."""
+    out: list[IPFamily] = []
+    for cidr in cidrs:
+        family = IPFamily.IPV6 if ":" in cidr else IPFamily.IPV4
+        if family not in out:
+            out.append(family)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CidrView:
+    """A ServiceCIDR's ranges: the default one, ``kubernetes``, holds the cluster's
+    service families (a conversion to dual-stack adds its second range)."""
+
+    name: str
+    cidrs: tuple[str, ...]
+    namespace: str = ""  # cluster-scoped
+
+    @property
+    def families(self) -> list[IPFamily]:
+        return families_of(self.cidrs)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> CidrView:
+        meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        return cls(str(meta.get("name", "")), tuple(str(c) for c in spec.get("cidrs") or []))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ namespace, and marks a namespace dirty whenever one of its Services changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -19,6 +20,7 @@ from dualstack_operator.api.models import IPFamily
 from dualstack_operator.core.errors import ApiError, Expired, Forbidden, NotFound
 from dualstack_operator.core.scope import effective_policies, governs
 from dualstack_operator.core.views import (
+    CidrView,
     NamespaceView,
     Page,
     PolicyView,
@@ -306,31 +308,95 @@ class FamilySource(Protocol):
     async def probe_families(self) -> list[IPFamily]: ...
 
 
+# A conversion patches the default ServiceCIDR first and restarts the API server with
+# matching flags after; until then the server refuses the new family. Meanwhile the
+# families are checked every QUICK seconds, for PATIENCE seconds at most.
+QUICK_RECHECK_SECONDS = 1.0
+CONVERSION_PATIENCE_SECONDS = 300.0
+
+
 @dataclass
 class ClusterFamilies:
-    """The families the cluster's service network offers, primary first."""
+    """The families the cluster's service network offers, primary first.
+
+    Where ServiceCIDRs are served, their watch (``watched``) says at once that the
+    default range changed, and the families move as soon as the API server serves
+    what it declares (a dry-run probe). The poll is for clusters without that API, or
+    without the right to watch it."""
 
     families: list[IPFamily] = field(default_factory=list)
+    watched: Reflector[CidrView] | None = None
+    _nudged: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, families: list[IPFamily]) -> bool:
+        """True if ``families`` differ from what was known."""
+        if not families or families == self.families:
+            return False
+        log.info("cluster service network offers %s", [str(f) for f in families])
+        self.families = families
+        return True
+
+    def declared(self) -> list[IPFamily] | None:
+        """The default ServiceCIDR's families, as the watch has it."""
+        default = self.watched.in_namespace("").get("kubernetes") if self.watched else None
+        return default.families if default is not None else None
+
+    @property
+    def watching(self) -> bool:
+        """Whether the ServiceCIDR watch serves (else the families are polled)."""
+        w = self.watched
+        return w is not None and w.synced.is_set() and not (w.not_served or w.forbidden)
+
+    def nudge(self) -> None:
+        """A ServiceCIDR changed: ``keep_checking`` looks again now."""
+        self._nudged.set()
 
     async def refresh(self, source: FamilySource) -> bool:
         """ServiceCIDR API first, a dry-run probe where it is missing; True if changed."""
         families = await source.service_cidr_families()
         if not families:
             families = await source.probe_families()
-        if families == self.families:
-            return False
-        log.info("cluster service network offers %s", [str(f) for f in families])
-        self.families = families
-        return True
+        return self.set(families)
+
+    async def _served(self, source: FamilySource, declared: list[IPFamily]) -> bool:
+        try:
+            return await source.probe_families() == declared
+        except Forbidden:
+            return True  # no way to ask: the ServiceCIDR is all there is
 
     async def keep_checking(
         self, source: FamilySource, interval: float, on_change: Callable[[], None]
     ) -> None:
-        """Re-detects every ``interval`` seconds (a cluster gaining a family, say)."""
+        """Re-detects the families (a cluster gaining one, say) whenever the ServiceCIDR
+        watch says the default range changed, or every ``interval`` seconds without it."""
+        pending: float | None = None  # since when the range declares what is not served
         while True:
-            await asyncio.sleep(interval)
+            timeout = QUICK_RECHECK_SECONDS if pending is not None else interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), timeout)
+            self._nudged.clear()
             try:
-                changed = await self.refresh(source)
+                if not self.watching:
+                    pending = None
+                    changed = await self.refresh(source)
+                else:
+                    declared = self.declared()
+                    if not declared or declared == self.families:
+                        pending = None
+                        continue
+                    pending = pending or time.monotonic()
+                    waited = time.monotonic() - pending
+                    if waited < CONVERSION_PATIENCE_SECONDS:
+                        if not await self._served(source, declared):
+                            continue  # the API server's flags do not match the range yet
+                    else:
+                        log.warning(
+                            "the default ServiceCIDR has offered %s for %.0f s but the API "
+                            "server does not serve them; going by the ServiceCIDR",
+                            [str(f) for f in declared], waited,
+                        )  # fmt: skip
+                    pending = None
+                    changed = self.set(declared)
             except ApiError as err:  # a restarting API server: keep the last answer
                 log.warning("cannot re-check the cluster's families: %s", err)
                 continue

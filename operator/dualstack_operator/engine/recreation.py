@@ -5,6 +5,12 @@ only fix is a new Service of the same name. Before the delete, the Service's
 manifest (everything but what the server allocates) is journaled in a ConfigMap
 the operator owns; the entry goes only once the new Service exists. An operator
 killed in between finds the entry at its next start and finishes the job, once.
+
+The new Service asks for the old ClusterIPs of the families it keeps (clients know
+them) and, for a new family, for a free address of the static band of its range: a
+dry-run create cannot say which address is free. Both are in the journaled manifest.
+Where the server refuses one (taken meanwhile, or the range changed), another pick, or
+at last the server's own addresses, reported as such.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import time
 from collections import deque
@@ -31,7 +38,7 @@ from dualstack_operator.api.names import (
 )
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import Decision
-from dualstack_operator.core.errors import ApiError, Conflict, NotFound
+from dualstack_operator.core.errors import ApiError, Conflict, Invalid, NotFound
 from dualstack_operator.core.plan import PolicyPlan
 from dualstack_operator.core.recreation import (
     Entry,
@@ -39,8 +46,12 @@ from dualstack_operator.core.recreation import (
     Unavailable,
     describe_fields,
     journal_name,
+    kept_addresses,
     recreatable,
     recreated_manifest,
+    refused_address,
+    static_address,
+    with_addresses,
 )
 from dualstack_operator.core.views import ServiceView
 from dualstack_operator.engine.backoff import Backoff
@@ -51,6 +62,7 @@ from dualstack_operator.engine.queue import Result
 log = logging.getLogger("dualstack_operator.engine.recreation")
 
 FAULT_ENV = "DUALSTACK_FAULT_POINTS"
+PICKS = 5  # addresses tried for a new family before the server is left to choose
 
 
 def fault_point(name: str) -> None:
@@ -71,6 +83,8 @@ class RecreateStore(Protocol):
 
     async def create_service(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def service_cidrs(self) -> list[str] | None: ...
+
     async def list_configmaps(self, namespace: str, selector: str) -> list[dict[str, Any]]: ...
 
     async def create_configmap(self, namespace: str, body: dict[str, Any]) -> None: ...
@@ -89,10 +103,12 @@ class Recreator:
         journal_namespace: str,
         clock: Callable[[], float] = time.monotonic,
         unavailable: Unavailable | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.journal_namespace = journal_namespace
         self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 (an address to try, not a secret)
         self.unavailable = unavailable  # a right or the journal namespace is missing
         self.recent: dict[tuple[str, str], deque[float]] = {}  # (ns, policy) -> times
 
@@ -135,6 +151,7 @@ class Recreator:
                 "uid": entry.old_uid,
                 "policy": entry.policy,
                 "policyKind": entry.policy_kind,
+                "kept": json.dumps(list(entry.kept)),
             },
         }
         await self.store.create_configmap(self.journal_namespace, body)
@@ -161,13 +178,17 @@ class Recreator:
         if service is None:
             return None
         meta = service.get("metadata") or {}
+        families = [str(f) for f in fields.get("ipFamilies") or []]
+        kept = kept_addresses(service, families)
+        addresses, fallback = await self._addresses(families, kept) if kept else ([], "")
         entry = Entry(
             namespace,
             name,
             policy,
             str(meta.get("uid", "")),
-            recreated_manifest(service, fields),
+            with_addresses(recreated_manifest(service, fields), addresses),
             policy_kind,
+            tuple(kept.values()) if addresses else (),
         )
         await self._journal(entry)  # nothing is deleted that is not written down first
         try:
@@ -181,7 +202,52 @@ class Recreator:
             return None
         self.recent.setdefault((namespace, policy), deque()).append(self.clock())
         fault_point("after-delete")
-        return await self.finish(entry)
+        outcome = await self.finish(entry)
+        if fallback and not outcome.fallback:
+            return Outcome(outcome.entry, outcome.done, outcome.message, outcome.created, fallback)
+        return outcome
+
+    async def _addresses(
+        self, families: Sequence[str], kept: Mapping[str, str]
+    ) -> tuple[list[str], str]:
+        """The clusterIPs to ask for, in ``families``' order: the kept ones, and a pick of
+        the service range for each new family. ([], why) when no range is known."""
+        missing = [f for f in families if f not in kept]
+        cidrs = await self.store.service_cidrs() if missing else []
+        picked: dict[str, str] = {}
+        for family in missing:
+            cidr = next((c for c in cidrs or [] if (":" in c) == (family == "IPv6")), None)
+            if cidr is None:
+                return [], f"no {family} service range is known (ServiceCIDR kubernetes)"
+            picked[family] = static_address(cidr, self.rng)
+        return [kept.get(f) or picked[f] for f in families], ""
+
+    async def _create(self, entry: Entry) -> tuple[dict[str, Any], str]:
+        """Creates the journaled manifest, picking again where a picked address was taken
+        meanwhile, and leaving the addresses to the server where a kept one cannot be
+        had. Returns the Service and why the kept addresses were not, if they were not."""
+        manifest, fallback = entry.manifest, ""
+        for _ in range(PICKS):
+            try:
+                return await self.store.create_service(entry.namespace, manifest), fallback
+            except Invalid as err:
+                addresses = list(manifest["spec"].get("clusterIPs") or [])
+                refused = refused_address(err.message, addresses)
+                if refused is None:
+                    raise
+                families = [str(f) for f in manifest["spec"].get("ipFamilies") or []]
+                kept = {f: ip for f, ip in zip(families, addresses, strict=False)
+                        if ip in entry.kept}  # fmt: skip
+                if refused in entry.kept:
+                    fallback = f"the kept address {refused} could not be had ({err.message})"
+                    manifest = with_addresses(manifest, [])
+                else:  # our pick was taken meanwhile
+                    picked, why = await self._addresses(families, kept)
+                    manifest = with_addresses(manifest, picked)
+                    fallback = why
+        fallback = fallback or f"no free address found in {PICKS} picks"
+        manifest = with_addresses(manifest, [])
+        return await self.store.create_service(entry.namespace, manifest), fallback
 
     async def finish(self, entry: Entry) -> Outcome:
         """Creates the journaled Service unless it exists; the entry goes once it does."""
@@ -197,7 +263,7 @@ class Recreator:
                 return Outcome(entry, True, "already recreated", current)
             return await self._taken(entry, uid)
         try:
-            created = await self.store.create_service(entry.namespace, entry.manifest)
+            created, fallback = await self._create(entry)
         except Conflict:
             # Taken between our look and our create (or still terminating).
             current = await self.store.read_service(entry.namespace, entry.service)
@@ -207,7 +273,7 @@ class Recreator:
         except ApiError as err:
             return Outcome(entry, False, f"the API server refused to create it again: {err}")
         await self._forget(entry)
-        return Outcome(entry, True, "recreated", created)
+        return Outcome(entry, True, "recreated", created, fallback)
 
     async def _taken(self, entry: Entry, uid: str) -> Outcome:
         """Someone else's Service has the name now: never overwritten; the entry is kept."""
@@ -377,12 +443,18 @@ class Recreations:
         policy = ref(entry.policy_kind, API_VERSION, "" if cluster_scoped else ns, entry.policy)
         created = outcome.created
         if outcome.done and created is not None:
-            self.metrics.recreated(ns, entry.policy, ok=True)
+            self.metrics.recreated(ns, entry.policy, ok=True, addresses=outcome.addresses)
             ips = (created.get("spec") or {}).get("clusterIPs") or []
             now = describe_fields(fields["ipFamilyPolicy"], fields["ipFamilies"] or [])
+            if outcome.fallback:
+                addresses = f"new addresses only: {outcome.fallback}"
+            elif entry.kept:
+                addresses = f"{', '.join(entry.kept)} kept"
+            else:
+                addresses = "no family's address to keep"
             message = (
-                f"{name} deleted and created again as {now} by policy "
-                f"{entry.policy}: new clusterIPs {', '.join(ips)} (old uid {entry.old_uid})"
+                f"{name} deleted and created again as {now} by policy {entry.policy}: "
+                f"clusterIPs {', '.join(ips)} ({addresses}; old uid {entry.old_uid})"
             )
             log.info("%s/%s recreated: %s", ns, name, message)
             uid = str((created.get("metadata") or {}).get("uid", ""))

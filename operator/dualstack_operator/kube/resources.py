@@ -9,6 +9,7 @@ from typing import Any, Generic
 
 from dualstack_operator.api import names
 from dualstack_operator.core.views import (
+    CidrView,
     NamespaceView,
     PolicyView,
     ServiceView,
@@ -89,6 +90,7 @@ CLUSTER_POLICIES = Collection(
     CLUSTER_POLICIES_RESOURCE, lambda body: PolicyView.from_body(body, cluster=True)
 )
 NAMESPACES = Collection(NAMESPACES_RESOURCE, NamespaceView.from_body)
+SERVICE_CIDR_RANGES = Collection(SERVICE_CIDRS, CidrView.from_body)
 # Every slice is kept (one of no Service as a placeholder), so that its deletion is known.
 ENDPOINT_SLICES = Collection(
     ENDPOINT_SLICES_RESOURCE,

@@ -10,7 +10,7 @@ from typing import Any
 
 from dualstack_operator.api.models import IPFamily
 from dualstack_operator.core.errors import ApiError, Forbidden, Invalid, NotFound
-from dualstack_operator.core.views import Page, ServiceView, SliceView, WatchEvent
+from dualstack_operator.core.views import Page, ServiceView, SliceView, WatchEvent, families_of
 from dualstack_operator.kube.client import Client
 from dualstack_operator.kube.resources import (
     ENDPOINT_SLICES,
@@ -18,15 +18,6 @@ from dualstack_operator.kube.resources import (
     SERVICES,
     SERVICES_RESOURCE,
 )
-
-
-def families_of(cidrs: list[str]) -> list[IPFamily]:
-    out: list[IPFamily] = []
-    for cidr in cidrs:
-        family = IPFamily.IPV6 if ":" in cidr else IPFamily.IPV4
-        if family not in out:
-            out.append(family)
-    return out
 
 
 class ServiceCalls:
@@ -91,15 +82,20 @@ class ServiceCalls:
         is stored."""
         return await self.client.create(SERVICES_RESOURCE, body, namespace, dry_run=True)
 
-    async def service_cidr_families(self) -> list[IPFamily] | None:
-        """Families of the default ServiceCIDR, or None where that API is missing."""
+    async def service_cidrs(self) -> list[str] | None:
+        """The default ServiceCIDR's ranges, or None where that API is missing."""
         try:
             cidr = await self.client.get(SERVICE_CIDRS, "kubernetes")
         except Forbidden:
             return None
         if cidr is None:
             return None
-        return families_of(list((cidr.get("spec") or {}).get("cidrs") or []))
+        return list((cidr.get("spec") or {}).get("cidrs") or [])
+
+    async def service_cidr_families(self) -> list[IPFamily] | None:
+        """Families of the default ServiceCIDR, or None where that API is missing."""
+        cidrs = await self.service_cidrs()
+        return None if cidrs is None else families_of(cidrs)
 
     async def list_service_cidr_families(self) -> list[IPFamily] | None:
         """The default ServiceCIDR's families by listing (the plan's only right), or None."""

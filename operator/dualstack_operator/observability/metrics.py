@@ -36,6 +36,13 @@ from dualstack_operator.observability.metrics_auth import MetricsAuth
 log = logging.getLogger("dualstack_operator.observability.metrics")
 
 # Service patches take milliseconds; a policy pass over thousands of Services, seconds.
+# dualstack_recreations_total's series, each exported from 0 for every policy.
+RECREATION_SERIES = (
+    ("success", "kept"),
+    ("success", "new"),
+    ("success", "none"),
+    ("error", "none"),
+)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -55,7 +62,7 @@ class Metrics:
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
     remediations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    recreations: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    recreations: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     reverts: Counter[tuple[str, str]] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -85,8 +92,11 @@ class Metrics:
     def remediated(self, namespace: str, policy: str, ok: bool) -> None:
         self.remediations[(namespace, policy, "success" if ok else "error")] += 1
 
-    def recreated(self, namespace: str, policy: str, ok: bool) -> None:
-        self.recreations[(namespace, policy, "success" if ok else "error")] += 1
+    def recreated(self, namespace: str, policy: str, ok: bool, addresses: str = "none") -> None:
+        """``addresses``: kept (the surviving family's ClusterIP), new (it could not be
+        kept; the Recreated event says why) or none (no family survives, or an error)."""
+        result = "success" if ok else "error"
+        self.recreations[(namespace, policy, result, addresses if ok else "none")] += 1
 
     def reverted(self, namespace: str, policy: str) -> None:
         self.reverts[(namespace, policy)] += 1
@@ -124,8 +134,9 @@ class _Collector(Collector):
         recreations = CounterMetricFamily(
             "dualstack_recreations",
             "Services deleted and created again for their primary family "
-            "(primaryFamilyChange: Recreate), by whether the new Service was created.",
-            labels=["namespace", "policy", "result"],
+            "(primaryFamilyChange: Recreate), by whether the new Service was created and "
+            "whether it kept the surviving family's ClusterIP.",
+            labels=["namespace", "policy", "result", "addresses"],
         )
         reverts = CounterMetricFamily(
             "dualstack_reverts",
@@ -152,8 +163,10 @@ class _Collector(Collector):
                 remediations.add_metric(
                     [ns, name, result], self.metrics.remediations[(ns, name, result)]
                 )
+            for result, addresses in RECREATION_SERIES:
                 recreations.add_metric(
-                    [ns, name, result], self.metrics.recreations[(ns, name, result)]
+                    [ns, name, result, addresses],
+                    self.metrics.recreations[(ns, name, result, addresses)],
                 )
             reverts.add_metric([ns, name], self.metrics.reverts[(ns, name)])
             summary = self.state.summary(ns, name)

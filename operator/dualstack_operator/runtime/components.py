@@ -36,7 +36,12 @@ from dualstack_operator.kube.events import EventRecorder
 from dualstack_operator.kube.journal import RecreationCalls
 from dualstack_operator.kube.peering import PeeringCalls
 from dualstack_operator.kube.policies import PolicyCalls
-from dualstack_operator.kube.resources import CLUSTER_POLICIES, NAMESPACES, POLICIES
+from dualstack_operator.kube.resources import (
+    CLUSTER_POLICIES,
+    NAMESPACES,
+    POLICIES,
+    SERVICE_CIDR_RANGES,
+)
 from dualstack_operator.kube.services import ServiceCalls
 from dualstack_operator.runtime.settings import Settings
 
@@ -88,9 +93,7 @@ class Components:
         out += [
             (
                 "dualstack cluster families",
-                views.cluster.keep_checking(
-                    families, rec.cluster_recheck_seconds, self.mark_policies
-                ),
+                views.cluster.keep_checking(families, rec.cluster_recheck_seconds, self.mark_all),
             ),
             ("dualstack reconciler", self._work()),
         ]
@@ -114,6 +117,10 @@ class Components:
         """Every namespace a policy governs or did (a cluster policy changed)."""
         self.queue.mark_many(self.views.policy_namespaces())
         self.queue.mark_many(self.reconciler.cluster_namespaces())
+
+    def cidrs_changed(self) -> None:
+        """A ServiceCIDR changed: the families are looked at again now."""
+        self.views.cluster.nudge()
 
     def namespace_changed(self, name: str) -> None:
         """A namespace's labels may bring it under a cluster policy or take it away."""
@@ -141,6 +148,7 @@ def build_components(
     services = ServiceCache(ports.services, cache, watched, queue.mark)
     slices = SliceCache(ports.services, cache, watched, queue.mark)
     caches: list[Reflector[Any]] = [services, slices]
+    families = ClusterFamilies()
     components: Components | None = None
 
     def later(method: str) -> Callable[[str], None]:
@@ -164,11 +172,18 @@ def build_components(
             client.lister(NAMESPACES), client.watcher(NAMESPACES), cache, (),
             later("namespace_changed"), what="namespaces",
         )  # fmt: skip
-        caches += [own, cluster, namespaces]
+        # The cluster's families: watched, so that a conversion is acted on at once.
+        cidrs = Reflector(
+            client.lister(SERVICE_CIDR_RANGES), client.watcher(SERVICE_CIDR_RANGES), cache, (),
+            lambda _: components.cidrs_changed() if components else None,
+            what="ServiceCIDRs", optional=True,
+        )  # fmt: skip
+        caches += [own, cluster, namespaces, cidrs]
+        families.watched = cidrs
         policies = (Grouped(own), Grouped(cluster), Labels(namespaces))
     views = Views(
         services,
-        ClusterFamilies(),
+        families,
         policies[0],
         cluster_policies=policies[1],
         namespace_labels=policies[2],
