@@ -28,10 +28,11 @@ families() {
 	"$kubectl" get services -n shop -o custom-columns='SERVICE:.metadata.name,TYPE:.spec.type,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 }
 
-step "A local dual-stack control plane (IPv4 primary), and the DualStackPolicy CRD"
+step "A local dual-stack control plane (IPv4 primary), and the CRDs"
 PYTHONPATH=hack "$py" -m localcluster up --state-dir "$state" --families ipv4,ipv6 | head -1
-"$kubectl" apply -f crds/dualstackpolicy.yaml -f crds/clusterdualstackpolicy.yaml
-"$kubectl" wait --for=condition=Established --timeout=60s crd/dualstackpolicies.dualstack.dev >/dev/null
+"$kubectl" apply -k crds/
+"$kubectl" wait --for=condition=Established --timeout=60s -f crds/dualstackpolicy.yaml \
+	-f crds/clusterdualstackpolicy.yaml -f crds/dualstackadmission.yaml >/dev/null
 
 step "Before: Services as the API server defaults them"
 "$kubectl" apply -f examples/services.yaml
@@ -66,6 +67,12 @@ echo
 step "A Service created now is born IPv6-first: admission (--admission) shapes it"
 echo "The API server applies the policy compiled into a native MutatingAdmissionPolicy:"
 "$kubectl" get mutatingadmissionpolicies,mutatingadmissionpolicybindings -l app.kubernetes.io/managed-by=dualstack-operator
+# The API server loads a new policy within moments: until then it defaults as before.
+for _ in $(seq 150); do
+	born=$("$kubectl" create service clusterip probe -n shop --tcp=80 --dry-run=server -o jsonpath='{.spec.ipFamilies}')
+	[[ "$born" == '["IPv6","IPv4"]' ]] && break
+	sleep 0.2
+done
 "$kubectl" create service clusterip newcomer -n shop --tcp=80
 "$kubectl" get service -n shop newcomer -o custom-columns='SERVICE:.metadata.name,POLICY:.spec.ipFamilyPolicy,FAMILIES:.spec.ipFamilies,CLUSTER-IPS:.spec.clusterIPs'
 

@@ -22,43 +22,13 @@ from dualstack_operator import __version__
 from dualstack_operator.observability.tls import self_signed
 from image import NAME as IMAGE_NAME
 from localcluster import REPO, LocalCluster
-from localcluster.node import ECHO_IMAGE, import_image, kill_container, pod_log
+from localcluster.node import import_image, kill_container, pod_log
 from localcluster.node.node import attached_ctr as LocalNodeCtr
 from localcluster.topology import NODE_NAME
 from support.kube import Kubectl, dsp, service, wait_for
+from support.traffic import answers, echo_pod, ready_pods
 
 MANIFESTS = REPO / "manifests"
-
-
-def _echo_pod(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "echo"}},
-        "spec": {
-            "containers": [
-                {
-                    "name": "echo",
-                    "image": ECHO_IMAGE,
-                    "imagePullPolicy": "Never",  # built locally; nothing is ever pulled
-                    "env": [
-                        {
-                            "name": "POD_NAME",
-                            "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
-                        }
-                    ],
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                }
-            ]
-        },
-    }
 
 
 def test_the_node_is_ready_with_a_pod_cidr_and_an_address_of_each_family(
@@ -81,7 +51,7 @@ def test_a_dual_stack_service_answers_on_both_cluster_ips(
     node_cluster: LocalCluster, noded: Kubectl
 ) -> None:
     for name in ("echo-a", "echo-b"):
-        noded.create(_echo_pod(name))
+        noded.create(echo_pod(name))
     svc = service(
         "echo",
         selector={"app": "echo"},
@@ -90,19 +60,7 @@ def test_a_dual_stack_service_answers_on_both_cluster_ips(
     )
     noded.create(svc)
 
-    def running() -> list[dict[str, Any]] | None:
-        pods = noded.get("pods", "", "-l", "app=echo")["items"]
-        ready = [
-            p
-            for p in pods
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in p["status"].get("conditions") or []
-            )
-        ]
-        return ready if len(ready) == 2 else None
-
-    pods = wait_for("both echo pods Ready", running, timeout=120)
+    pods = ready_pods(noded, "echo", 2)
     for pod in pods:
         versions = sorted(ipaddress.ip_address(a["ip"]).version for a in pod["status"]["podIPs"])
         assert versions == [4, 6], pod["status"]["podIPs"]
@@ -122,24 +80,7 @@ def test_a_dual_stack_service_answers_on_both_cluster_ips(
     assert [ipaddress.ip_address(ip).version for ip in cluster_ips] == [4, 6]
     for ip in cluster_ips:
         # Both backends answer through kube-proxy's rules for this family.
-        assert _answers(ip) == {"echo-a", "echo-b"}
-
-
-def _answers(ip: str) -> set[str]:
-    """The pods that answered at ``ip``:80, once both have (kube-proxy may not have
-    programmed its rules at the first request)."""
-    host = f"[{ip}]" if ":" in ip else ip
-    seen: set[str] = set()
-
-    def both() -> set[str] | None:
-        try:
-            with urllib.request.urlopen(f"http://{host}:80/", timeout=3) as resp:
-                seen.add(resp.read().decode().split()[0])
-        except OSError:
-            return None
-        return seen if len(seen) == 2 else None
-
-    return wait_for(f"both pods through {ip}", both, timeout=60, interval=0.1)
+        assert answers(ip) == {"echo-a", "echo-b"}
 
 
 def test_the_operator_image_runs_non_root_on_a_read_only_root(
