@@ -27,9 +27,10 @@ venv: $(BIN)/.installed ## create the Python environment in .venv
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl (cached per user)
 	hack/controlplane/build.sh >/dev/null
 
-node: ## build kubelet, kube-proxy, kube-scheduler, containerd, runc for a real node (cached per user)
+node: ## build kubelet, kube-proxy, kube-scheduler, containerd, runc and CoreDNS for a real node (cached per user)
 	python3 hack/prereqs.py node
 	hack/node/build.sh >/dev/null
+	hack/coredns/build.sh >/dev/null
 
 image: venv ## build the Dockerfile with buildah (.local/image/operator.tar; into a NODES=1 cluster's containerd)
 	python3 hack/prereqs.py image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,8 @@ TESTS = Path(__file__).parent
 # Fixtures that build or run the control plane's binaries; every cluster fixture uses one.
 CONTROL_PLANE = frozenset({"binaries", "helm"})
 # The slow end-to-end tiers: a real node, the image, the deployed operator, Helm.
-E2E = frozenset({"node_cluster", "noded", "operator_image", "helm"})
+E2E = frozenset({"node_cluster", "noded", "operator_image", "helm", "single_node_cluster"})
+OWN_NODE = "single_node_cluster"  # a test's own node cluster: such tests run last
 CONTROL_PLANE_PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubelet")
 
 
@@ -29,6 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Markers from where a test lives and what it uses, never by hand: a test under
     ``integration/`` or ``e2e/``, or one that asks for a control-plane fixture, is
     ``cluster``; one under ``e2e/`` or using a node, the image or Helm is also ``e2e``."""
+    items.sort(key=lambda item: OWN_NODE in getattr(item, "fixturenames", ()))  # stable
     for item in items:
         tier = item.path.relative_to(TESTS).parts[0]
         uses = set(getattr(item, "fixturenames", ()))
@@ -76,7 +78,7 @@ def _cluster(
     audit_reads: bool = False,
     apiserver_args: tuple[str, ...] = (),
     nodes: int = 0,
-) -> Iterator[LocalCluster]:
+) -> Generator[LocalCluster, None, None]:
     prefix = "-".join(families) + ("-faults" if audit_reads else "") + ("-node" if nodes else "")
     cluster = LocalCluster(
         factory.mktemp(prefix),
@@ -147,12 +149,51 @@ def operator_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build(tmp_path_factory.mktemp("image") / "operator.tar")
 
 
+class NodeSlot:
+    """One node cluster at a time (its bridge and iptables chains are host-wide): the
+    shared dual-stack one, or a test's own, each stopped before the other starts."""
+
+    def __init__(self, factory: pytest.TempPathFactory, binaries: Path) -> None:
+        self.factory, self.binaries = factory, binaries
+        self.running: Generator[LocalCluster, None, None] | None = None
+        self.cluster: LocalCluster | None = None
+
+    def get(self, families: tuple[Family, ...], shared: bool) -> LocalCluster:
+        if shared and self.cluster is not None and self.cluster.families == families:
+            return self.cluster
+        self.release()
+        self.running = _cluster(self.factory, self.binaries, families, nodes=1)
+        self.cluster = next(self.running)
+        return self.cluster
+
+    def release(self) -> None:
+        if self.running is not None:
+            self.running.close()  # the generator's finally stops the cluster, by PID
+        self.running = self.cluster = None
+
+
 @pytest.fixture(scope="session")
-def node_cluster(
-    tmp_path_factory: pytest.TempPathFactory, binaries: Path
-) -> Iterator[LocalCluster]:
-    """Dual-stack with one real node (containerd, kubelet, kube-proxy, scheduler)."""
-    yield from _cluster(tmp_path_factory, binaries, ("ipv4", "ipv6"), nodes=1)
+def node_slot(tmp_path_factory: pytest.TempPathFactory, binaries: Path) -> Iterator[NodeSlot]:
+    slot = NodeSlot(tmp_path_factory, binaries)
+    try:
+        yield slot
+    finally:
+        slot.release()
+
+
+@pytest.fixture
+def node_cluster(node_slot: NodeSlot) -> LocalCluster:
+    """Dual-stack with one real node (containerd, kubelet, kube-proxy, scheduler,
+    CoreDNS), shared by the tests that use it."""
+    return node_slot.get(("ipv4", "ipv6"), shared=True)
+
+
+@pytest.fixture
+def single_node_cluster(node_slot: NodeSlot) -> Iterator[LocalCluster]:
+    """A test's own single-stack IPv4 cluster with a node (it may convert it); the
+    tests that use it run last, so that the shared one starts once."""
+    yield node_slot.get(("ipv4",), shared=False)
+    node_slot.release()
 
 
 def _namespace(

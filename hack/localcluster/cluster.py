@@ -96,6 +96,8 @@ class LocalCluster:
         self._etcd_url = ""
         self._etcd_argv: list[str] = []
         self.supervisor = Supervisor(self.state_dir, die_with_parent=False)
+        self.node: LocalNode | None = None  # with nodes=1, once started
+        self.apiserver_ready_at = 0.0  # time.monotonic() when the API server last became ready
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -170,8 +172,8 @@ class LocalCluster:
         first, then kube-apiserver and kube-controller-manager restart with flags that
         match, on the same etcd. Until the restart the API server refuses the new family
         ("not configured on this cluster") although the ServiceCIDR lists it. Only a
-        secondary family can be added: the primary stays. A node keeps the podCIDRs it
-        registered with."""
+        secondary family can be added: the primary stays. A node is then converted too
+        (``LocalNode.convert``): re-registered for a podCIDR of each family."""
         target = Topology(tuple(families), self.nodes)
         if target.families[0] != self.families[0]:
             raise ValueError(f"the primary family stays {self.families[0]}")
@@ -181,7 +183,10 @@ class LocalCluster:
              "servicecidrs.networking.k8s.io", "kubernetes", "--type=merge", "-p", patch],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
+        deadline = time.monotonic() + timeout
         self.reconfigure(families, timeout)
+        if self.node is not None:
+            self.node.convert(self.topology, max(deadline, time.monotonic() + timeout / 2))
 
     def restart_apiserver(self, timeout: float = START_TIMEOUT_S, *, crash: bool = False) -> None:
         """Stops and starts kube-apiserver (and its controller-manager) on the same etcd
@@ -307,6 +312,7 @@ class LocalCluster:
             cwd=self.state_dir,
         )
         self._wait_http(f"{self.server}/readyz", "kube-apiserver", deadline, client_cert=True)
+        self.apiserver_ready_at = time.monotonic()
         kcm_port = free_port()
         self.supervisor.start(
             "kube-controller-manager",
@@ -340,10 +346,10 @@ class LocalCluster:
              "--clusterrole=system:node", "--group=system:nodes"],
             capture_output=True, check=True,
         )  # fmt: skip
-        node = LocalNode(
+        self.node = LocalNode(
             self.state_dir, node_bin_dir(), kubectl, self.topology, self.supervisor, free_port
         )
-        node.start(deadline)
+        self.node.start(deadline)
 
     def _ssl_context(self, client_cert: bool) -> ssl.SSLContext:
         pki_dir = self.state_dir / "pki"

@@ -9,6 +9,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CONTROLPLANE_BUILD = REPO / "hack" / "controlplane" / "build.sh"
 NODE_BUILD = REPO / "hack" / "node" / "build.sh"
+COREDNS_BUILD = REPO / "hack" / "coredns" / "build.sh"
 
 
 def bin_dir(build: bool = True) -> Path:
@@ -19,6 +20,11 @@ def bin_dir(build: bool = True) -> Path:
 def node_bin_dir(build: bool = True) -> Path:
     """The node's binaries (containerd, runc, kubelet, kube-proxy, kube-scheduler)."""
     return _built(NODE_BUILD, build)
+
+
+def coredns_binary() -> Path:
+    """CoreDNS, the node cluster's kube-dns (built on first use, cached per user)."""
+    return _built(COREDNS_BUILD, True)
 
 
 def _built(script: Path, build: bool) -> Path:

@@ -4,6 +4,7 @@ neither imports the other for it."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ CLUSTER_CIDRS: dict[Family, str] = {"ipv4": "10.244.0.0/16", "ipv6": "fd00:10:24
 NODE_CIDR_MASK: dict[Family, int] = {"ipv4": 24, "ipv6": 64}
 API_FAMILY: dict[Family, str] = {"ipv4": "IPv4", "ipv6": "IPv6"}
 
+CLUSTER_DOMAIN = "cluster.local"
 NODE_NAME = "node-1"
 BRIDGE = "dsbr0"  # the node's CNI bridge (host-wide: one node cluster per machine)
 NETWORK = "dualstack-local"  # the CNI network: its cached results are named after it
@@ -45,9 +47,27 @@ class Topology:
         return [CLUSTER_CIDRS[f] for f in self.families]
 
     @property
+    def dns_addresses(self) -> list[str]:
+        """The kube-dns Service's ClusterIPs (the 10th address of each range, as
+        kubeadm's), which the kubelet gives pods as their nameservers."""
+        return [str(ipaddress.ip_network(c)[10]) for c in self.service_cidrs]
+
+    @property
     def api_families(self) -> list[str]:
         """The families as the Service API spells them (IPv4/IPv6), primary first."""
         return [API_FAMILY[f] for f in self.families]
+
+
+def converted_pod_cidrs(kept: Sequence[str], topology: Topology) -> list[str]:
+    """The node's podCIDRs after a conversion to ``topology``: the ranges it has, and
+    for each new family the first range of its cluster CIDR (pods keep their addresses)."""
+    out = []
+    for family in topology.families:
+        have = [c for c in kept if (":" in c) == (family == "ipv6")]
+        first = next(ipaddress.ip_network(CLUSTER_CIDRS[family]).subnets(
+            new_prefix=NODE_CIDR_MASK[family]))  # fmt: skip
+        out.append(have[0] if have else str(first))
+    return out
 
 
 def host_addresses(families: Sequence[Family]) -> list[str]:

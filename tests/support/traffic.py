@@ -6,10 +6,18 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
 from localcluster.node import ECHO_IMAGE
+from localcluster.topology import CLUSTER_DOMAIN
 from support.kube import Kubectl, wait_for
 
 
@@ -67,6 +75,23 @@ def url(ip: str, port: int = 80) -> str:
     return f"http://[{ip}]:{port}/" if ":" in ip else f"http://{ip}:{port}/"
 
 
+def lookup(name: str, rdtype: str, server: str, timeout: float = 1) -> list[str]:
+    """The addresses the cluster DNS at ``server`` gives for ``name`` (A or AAAA); [] for
+    no such name, no answer or no reply."""
+    query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
+    try:
+        reply = dns.query.udp(query, server, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return []
+    if reply.rcode() != dns.rcode.NOERROR:
+        return []
+    return sorted(item.to_text() for rrset in reply.answer for item in rrset)
+
+
+def service_name(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}."
+
+
 def answer(ip: str, timeout: float = 3) -> str | None:
     """The name of the pod that answered at ``ip``:80, or None."""
     try:
@@ -92,12 +117,14 @@ def answers(ip: str, pods: int = 2) -> set[str]:
 
 @dataclass(eq=False)  # a thread is hashed by identity
 class Prober(threading.Thread):
-    """A request to ``ip`` every ``every`` seconds (each with ``timeout``) until stopped;
-    ``results`` holds (start time, ok) per request."""
+    """A request to ``ip`` (or to what ``resolve`` answers, looked up for each request)
+    every ``every`` seconds, each with ``timeout``, until stopped; ``results`` holds
+    (start time, ok) per request."""
 
     ip: str
     every: float = 0.01
     timeout: float = 0.25
+    resolve: Callable[[], list[str]] | None = None  # by name: the address to use, each time
     results: list[tuple[float, bool]] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -107,8 +134,12 @@ class Prober(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             began = time.monotonic()
-            self.results.append((began, answer(self.ip, self.timeout) is not None))
+            self.results.append((began, self._once()))
             self.stopped.wait(max(0.0, self.every - (time.monotonic() - began)))
+
+    def _once(self) -> bool:
+        ips = [self.ip] if self.resolve is None else self.resolve()
+        return bool(ips) and answer(ips[0], self.timeout) is not None
 
     def stop(self) -> None:
         self.stopped.set()

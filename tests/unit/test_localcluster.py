@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from localcluster import (
 )
 from localcluster.audit import OPERATOR_USERS
 from localcluster.audit import policy as audit_policy
-from localcluster.node import cni, kubelet
+from localcluster.node import cni, dns, kubelet
 
 
 @pytest.mark.parametrize("text", ["ipv4", "ipv6", "ipv4,ipv6", "ipv6,ipv4", " IPv6 , IPv4 "])
@@ -210,3 +211,21 @@ def test_the_supervisor_records_stops_and_keeps_the_exit_code(tmp_path: Path) ->
     assert child.stop(grace=10) == 3, "the child's own exit code"
     supervisor.stop("sleeper")
     assert json.loads((tmp_path / "pids.json").read_text()) == []
+
+
+@pytest.mark.parametrize("families", [("ipv4", "ipv6"), ("ipv6", "ipv4"), ("ipv4",)])
+def test_pods_are_given_kube_dns_and_kube_dns_has_every_family(
+    families: tuple[Family, ...], tmp_path: Path
+) -> None:
+    topology = Topology(families, nodes=1)
+    config = kubelet.kubelet_config(
+        tmp_path, tmp_path, tmp_path / "s", 1, 2, topology.dns_addresses
+    )
+    (svc,) = [o for o in dns.objects(topology) if o["kind"] == "Service"]
+    assert config["clusterDNS"] == svc["spec"]["clusterIPs"]
+    assert svc["spec"]["ipFamilies"] == topology.api_families
+    for ip, cidr in zip(svc["spec"]["clusterIPs"], topology.service_cidrs, strict=True):
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
+    assert svc["spec"]["ipFamilyPolicy"] == (
+        "RequireDualStack" if len(families) == 2 else "SingleStack"
+    )

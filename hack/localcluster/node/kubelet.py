@@ -8,11 +8,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from localcluster.topology import NODE_NAME
+from localcluster.topology import CLUSTER_DOMAIN, NODE_NAME
 
 
 def kubelet_config(
-    node_dir: Path, pki: Path, socket: Path, port: int, healthz_port: int
+    node_dir: Path,
+    pki: Path,
+    socket: Path,
+    port: int,
+    healthz_port: int,
+    cluster_dns: Sequence[str] = (),
 ) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -36,6 +41,9 @@ def kubelet_config(
         "failSwapOn": False,
         "podLogsDir": str(node_dir / "pod-logs"),
         "resolvConf": "/etc/resolv.conf",
+        # Pods resolve through kube-dns (CoreDNS, localcluster.node.dns).
+        "clusterDNS": list(cluster_dns),
+        "clusterDomain": CLUSTER_DOMAIN,
         # A test machine's disk may be nearly full: never evict for it.
         "evictionHard": {
             "memory.available": "100Mi",

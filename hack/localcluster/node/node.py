@@ -1,6 +1,7 @@
 """The node's processes, started in order once the control plane runs: containerd (with
-the locally built sandbox and echo images), the kubelet, the pod network once the
-node has its podCIDRs, kube-proxy and the scheduler; ready when the node is."""
+the locally built sandbox, echo and CoreDNS images), the kubelet, the pod network once
+the node has its podCIDRs, kube-proxy and the scheduler; ready when the node is and
+CoreDNS (kube-dns) answers."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ociimage
-from localcluster.node import cni, containerd, kubelet
+from localcluster.node import cni, containerd, dns, kubelet
 from localcluster.node.containerd import ECHO_IMAGE, PAUSE_IMAGE, Ctr
 from localcluster.node.host import HOST_DIRS
 from localcluster.node.teardown import socket_of
-from localcluster.paths import node_bin_dir
+from localcluster.paths import coredns_binary, node_bin_dir
 from localcluster.procs import Supervisor
-from localcluster.topology import NODE_NAME, Topology, host_addresses
+from localcluster.topology import NODE_NAME, Topology, converted_pod_cidrs, host_addresses
 
 
 class LocalNode:
@@ -48,8 +49,50 @@ class LocalNode:
         created = [d for d in HOST_DIRS if not Path(d).exists()]
         (self.dir / "host-dirs.json").write_text(json.dumps(created))
         self._start_containerd(deadline)
-        self._import(PAUSE_IMAGE, "pause", ["/pause"])
-        self._import(ECHO_IMAGE, "echo", ["/echo"])
+        self._import(PAUSE_IMAGE, self.bin / "pause", ["/pause"])
+        self._import(ECHO_IMAGE, self.bin / "echo", ["/echo"])
+        self._import(dns.COREDNS_IMAGE, coredns_binary(), ["/coredns"])
+        self._start_network(deadline)
+        self.supervisor.start(
+            "kube-scheduler",
+            kubelet.scheduler(self.bin, self.state_dir, self.free_port()),
+            self.ctr.env,
+            cwd=self.state_dir,
+        )
+        self._wait_ready(deadline)
+        self._start_dns(deadline)
+
+    def convert(self, topology: Topology, deadline: float) -> None:
+        """The node's side of a conversion to ``topology``'s families. A Node's podCIDRs
+        are set once, so the Node object is made again with its range and one of the new
+        family, before the kubelet registers again (with an address of each family); the
+        pod network then spans both, kube-proxy knows both cluster CIDRs, and kube-dns
+        gains a ClusterIP of the new family. Running pods keep their addresses; pods
+        started afterwards get both."""
+        kept = list(((self._node() or {}).get("spec") or {}).get("podCIDRs") or [])  # type: ignore[attr-defined]
+        self.topology = topology
+        for name in ("kube-proxy", "kubelet"):
+            self.supervisor.stop(name)
+        cidrs = converted_pod_cidrs(kept, topology)
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE_NAME},
+            "spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs},
+        }
+        for args, body in ((["delete", "node", NODE_NAME, "--wait=true"], None),
+                           (["create", "-f", "-"], json.dumps(node))):  # fmt: skip
+            subprocess.run(
+                [*self.kubectl, *args], input=body, text=True, check=True,
+                capture_output=True, timeout=60,
+            )  # fmt: skip
+        self._start_network(deadline)
+        self._wait_ready(deadline)
+        self._start_dns(deadline, restart=True)
+
+    def _start_network(self, deadline: float) -> None:
+        """The kubelet, then (once the node has its podCIDRs) the pod network and
+        kube-proxy."""
         self._start_kubelet()
         cidrs = self._wait_pod_cidrs(deadline)
         (self.dir / "cni" / "10-dualstack.conflist").write_text(
@@ -67,13 +110,6 @@ class LocalNode:
             self.ctr.env,
             cwd=self.state_dir,
         )
-        self.supervisor.start(
-            "kube-scheduler",
-            kubelet.scheduler(self.bin, self.state_dir, self.free_port()),
-            self.ctr.env,
-            cwd=self.state_dir,
-        )
-        self._wait_ready(deadline)
 
     def _start_containerd(self, deadline: float) -> None:
         path = self.dir / "containerd.toml"
@@ -89,15 +125,39 @@ class LocalNode:
                 raise RuntimeError("containerd did not open its socket")
             time.sleep(0.05)
 
-    def _import(self, name: str, binary: str, entrypoint: list[str]) -> None:
-        image = ociimage.Image(name, [ociimage.File(binary, self.bin / binary)], entrypoint)
-        self.ctr.import_archive(ociimage.write(image, self.dir / f"{binary}.tar"))
+    def _import(self, name: str, binary: Path, entrypoint: list[str]) -> None:
+        image = ociimage.Image(name, [ociimage.File(binary.name, binary)], entrypoint)
+        self.ctr.import_archive(ociimage.write(image, self.dir / f"{binary.name}.tar"))
+
+    def _start_dns(self, deadline: float, *, restart: bool = False) -> None:
+        """CoreDNS as kube-dns, Ready before the node is handed over. ``restart``: its pod
+        again, so that it has an address of each family (kube-dns's new ClusterIP has
+        endpoints only then)."""
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": dns.objects(self.topology)})
+        subprocess.run(
+            [*self.kubectl, "apply", "-f", "-"], input=body, text=True, check=True,
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+        if restart:
+            subprocess.run(
+                [*self.kubectl, "rollout", "restart", "-n", dns.NAMESPACE, "deployment/coredns"],
+                check=True, capture_output=True, timeout=60,
+            )  # fmt: skip
+        left = max(1, int(deadline - time.monotonic()))
+        out = subprocess.run(
+            [*self.kubectl, "rollout", "status", "-n", dns.NAMESPACE, "deployment/coredns",
+             f"--timeout={left}s"],
+            capture_output=True, text=True, check=False, timeout=left + 10,
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise RuntimeError(f"CoreDNS did not become Ready: {out.stderr.strip()}")
 
     def _start_kubelet(self) -> None:
         pki = self.state_dir / "pki"
         config = kubelet.kubelet_config(
-            self.dir, pki, self.socket, self.free_port(), self.free_port()
-        )
+            self.dir, pki, self.socket, self.free_port(), self.free_port(),
+            self.topology.dns_addresses,
+        )  # fmt: skip
         path = self.dir / "kubelet.json"
         path.write_text(json.dumps(config))
         addresses = host_addresses(self.topology.families)
@@ -117,7 +177,7 @@ class LocalNode:
         while time.monotonic() < deadline:
             node = self._node()
             cidrs = ((node or {}).get("spec") or {}).get("podCIDRs")  # type: ignore[attr-defined]
-            if cidrs:
+            if cidrs and len(cidrs) == len(self.topology.families):
                 return list(cidrs)
             time.sleep(0.2)
         raise RuntimeError("the node got no podCIDRs (is the controller-manager allocating?)")

@@ -370,6 +370,7 @@ class ClusterFamilies:
         """Re-detects the families (a cluster gaining one, say) whenever the ServiceCIDR
         watch says the default range changed, or every ``interval`` seconds without it."""
         pending: float | None = None  # since when the range declares what is not served
+        failing = False  # said once per outage, not every QUICK seconds
         while True:
             timeout = QUICK_RECHECK_SECONDS if pending is not None else interval
             with contextlib.suppress(TimeoutError):
@@ -398,8 +399,11 @@ class ClusterFamilies:
                     pending = None
                     changed = self.set(declared)
             except ApiError as err:  # a restarting API server: keep the last answer
-                log.warning("cannot re-check the cluster's families: %s", err)
+                if not failing:
+                    log.warning("cannot re-check the cluster's families: %s", err)
+                failing = True
                 continue
+            failing = False
             if changed:
                 on_change()
 
