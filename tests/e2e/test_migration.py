@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from localcluster import LocalCluster
 from support.kube import Kubectl, KubectlError, dsp, service, status_when, wait_for
@@ -22,10 +24,27 @@ from support.operator_proc import OperatorProcess
 from support.traffic import Prober, answers, echo_pod, lookup, ready_pods, service_name
 
 StartOperator = Callable[..., OperatorProcess]
+StartTraffic = Callable[..., Prober]
+
+
+@pytest.fixture
+def traffic() -> Iterator[StartTraffic]:
+    """Starts probers; every one is stopped at teardown, whatever the test did."""
+    started: list[Prober] = []
+
+    def start(ip: str, **options: Any) -> Prober:
+        prober = Prober(ip, **options)
+        prober.start()
+        started.append(prober)
+        return prober
+
+    yield start
+    for prober in started:
+        prober.stop()
 
 
 def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
-    node_cluster: LocalCluster, noded: Kubectl, start_operator: StartOperator
+    node_cluster: LocalCluster, noded: Kubectl, start_operator: StartOperator, traffic: StartTraffic
 ) -> None:
     for name in ("echo-a", "echo-b"):
         noded.create(echo_pod(name))
@@ -41,11 +60,10 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
     wait_for("web in DNS", lambda: lookup(name, "A", server) == [ipv4])
 
     start_operator(node_cluster, noded, f"--journal-namespace={noded.namespace}")
-    prober = Prober(ipv4)
-    by_name = Prober(ipv4, resolve=lambda: lookup(name, "A", server, timeout=0.25))
-    probers = {"address": prober, "name": by_name}
-    for each in probers.values():
-        each.start()
+    probers = {
+        "address": traffic(ipv4),
+        "name": traffic(ipv4, resolve=lambda: lookup(name, "A", server, timeout=1.0)),
+    }
     try:
         wait_for("traffic flowing", lambda: all(p.ok_since(50) for p in probers.values()))
         noded.create(
@@ -55,13 +73,7 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
                 primaryFamilyChange="Recreate",
             )
         )
-        new = wait_for(
-            "web recreated IPv6 primary",
-            lambda: (lambda s: s if s["metadata"]["uid"] != old["metadata"]["uid"] else None)(
-                noded.get("service", "web")
-            ),
-            timeout=60,
-        )
+        new = wait_for("web recreated IPv6 primary", lambda: recreated(noded, old), timeout=60)
         # Served again, and then for two seconds more (200 requests) without a failure.
         wait_for(
             "traffic back on the kept address",
@@ -90,6 +102,13 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
         f"MIGRATION-GAP kept {ipv4}, new {ipv6}; longest run of failures by "
         + "; by ".join(figures)
     )
+
+
+def recreated(k: Kubectl, old: dict[str, Any]) -> dict[str, Any] | None:
+    """The Service of ``old``'s name once it is a new one (absent between delete and create)."""
+    out = k.run("get", "service", old["metadata"]["name"], "--ignore-not-found", "-o", "json")
+    svc: dict[str, Any] | None = json.loads(out) if out.strip() else None
+    return svc if svc and svc["metadata"]["uid"] != old["metadata"]["uid"] else None
 
 
 def has(name: str, rdtype: str, server: str, wanted: list[str]) -> bool:
@@ -168,6 +187,7 @@ def test_the_whole_migration_of_a_live_cluster(
     single_node_cluster: LocalCluster,
     binaries: Path,
     start_operator: StartOperator,
+    traffic: StartTraffic,
     tmp_path: Path,
 ) -> None:
     """Single-stack IPv4 with traffic; `plan` (blocked); the v1.33+ conversion; a
@@ -190,8 +210,7 @@ def test_the_whole_migration_of_a_live_cluster(
     server = cluster.topology.dns_addresses[0]  # kube-dns's IPv4 address, kept throughout
     name = service_name("web", "shop")
     wait_for("web in DNS", lambda: lookup(name, "A", server) == [ipv4["web"]])
-    through = Prober(ipv4["web"])  # the whole way, conversion and upgrade included
-    through.start()
+    through = traffic(ipv4["web"])  # the whole way, conversion and upgrade included
 
     # plan, before anything: the cluster lacks IPv6.
     target = {"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"]}
@@ -249,11 +268,9 @@ def test_the_whole_migration_of_a_live_cluster(
     assert verdicts == {"web": "Recreate", "checkout": "Recreate", "db": "Patch"}, verdicts
 
     probers = {
-        "address": Prober(ipv4["web"]),
-        "name": Prober(ipv4["web"], resolve=lambda: lookup(name, "A", server, timeout=0.25)),
+        "address": traffic(ipv4["web"]),
+        "name": traffic(ipv4["web"], resolve=lambda: lookup(name, "A", server, timeout=1.0)),
     }
-    for each in probers.values():
-        each.start()
     try:
         wait_for("traffic flowing", lambda: all(p.ok_since(50) for p in probers.values()))
         shop.run(

@@ -28,7 +28,7 @@ def test_the_demo_ends_ipv6_primary_with_the_ipv4_addresses_kept(binaries: Path)
     out = done.stdout
     assert done.returncode == 0, f"{out[-3000:]}\n{done.stderr[-2000:]}"
     assert "VERDICT" in out, "plan ran before the policy"
-    assert "set spec.primaryFamilyChange: Recreate" in out, "the mismatch names the fix"
+    assert "`spec.primaryFamilyChange: Recreate` on the policy" in out, "the mismatch names the fix"
     born = next(line for line in out.splitlines() if line.startswith("newcomer "))
     assert "[IPv6 IPv4]" in born, "born IPv6-first through admission"
     for name in ("web", "checkout"):

@@ -65,8 +65,8 @@ def test_mixed_namespace_converges_with_exact_status(
         ("lb", "PrimaryFamilyMismatch"),
         ("web", "PrimaryFamilyMismatch"),
     ]
-    assert "set spec.primaryFamilyChange: Recreate" in status["drift"][0]["message"]
-    assert "with IPv6 primary (its IPv4 ClusterIP kept)" in status["drift"][0]["message"]
+    assert "`spec.primaryFamilyChange: Recreate` on the policy" in status["drift"][0]["message"]
+    assert "IPv6 primary, keeping its IPv4 ClusterIP" in status["drift"][0]["message"]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Ready"]["status"] == "True"
     assert conditions["Compliant"]["status"] == "False"

@@ -123,7 +123,7 @@ class Prober(threading.Thread):
 
     ip: str
     every: float = 0.01
-    timeout: float = 0.25
+    timeout: float = 1.0  # a refusal fails at once; a slow answer on a busy machine is no failure
     resolve: Callable[[], list[str]] | None = None  # by name: the address to use, each time
     results: list[tuple[float, bool]] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)

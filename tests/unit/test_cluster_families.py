@@ -93,4 +93,24 @@ async def test_without_the_watch_the_families_are_polled() -> None:
     source = Source([V4, V6], [V4, V6])
     await run_until_changed(families, source, interval=0.01)
     assert families.families == [V4, V6]
-    assert source.probes == 0, "the ServiceCIDR's answer, by GET"
+    assert source.probes == 1, "the ServiceCIDR's answer, checked against the API server"
+
+
+async def test_at_start_mid_conversion_the_probe_says_what_is_served() -> None:
+    families = ClusterFamilies()
+    source = Source([V4, V6], [V4])  # the range is patched, the API server not restarted
+    assert await families.refresh(source)
+    assert families.families == [V4]
+    assert not await families.refresh(source), "what is known stays until it is served"
+    source.served = [[V4, V6]]
+    assert await families.refresh(source)
+    assert families.families == [V4, V6]
+
+
+async def test_a_watch_without_the_default_range_falls_back_to_asking() -> None:
+    reflector = watched("10.96.0.0/16")
+    reflector._items[""] = {}  # the API is served, but `kubernetes` is not there
+    families = ClusterFamilies([V4], reflector)
+    source = Source([V4, V6], [V4, V6])
+    await run_until_changed(families, source, interval=0.01)
+    assert families.families == [V4, V6]

@@ -78,7 +78,7 @@ def test_each_service_gets_the_reconcilers_verdict() -> None:
     assert "external address may change" in lines["lb"].risk
     assert "dualstack.dev/recreate=true" in lines["lb"].risk
     assert "dualstack.dev/recreate=true" not in lines["lb-ok"].risk
-    assert "the kept family's ClusterIP stays" in lines["web"].risk
+    assert "the families it keeps are asked for again" in lines["web"].risk
     assert report.totals()["Recreate"] == 4
 
 

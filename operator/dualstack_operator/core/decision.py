@@ -136,11 +136,11 @@ def primary_mismatch(
     message = f"primary family {primary} cannot change in place"
     if change == PrimaryFamilyChange.RECREATE:
         return f"{message}; {desired[0]} primary needs a recreation"
-    kept = f" (its {primary} ClusterIP kept)" if primary in desired else ""
+    kept = f", keeping its {primary} ClusterIP where it can" if primary in desired else ""
     return (
-        f"{message}: set spec.primaryFamilyChange: Recreate on the policy to recreate the "
-        f"Service with {desired[0]} primary{kept}, or run `dualstack-operator plan` to see "
-        "the risk first"
+        f"{message}: `spec.primaryFamilyChange: Recreate` on the policy recreates the "
+        f"Service with {desired[0]} primary{kept}; `dualstack-operator plan` shows the risk "
+        "first"
     )
 
 

@@ -156,7 +156,10 @@ RECREATABLE_TYPES = ("ClusterIP", "NodePort")
 
 def recreation_risk(svc: ServiceView) -> str:
     """What a user loses when this Service is deleted and created again."""
-    kept = "a short gap; the kept family's ClusterIP stays, spec.clusterIP becomes the new one"
+    kept = (
+        "a short gap; the ClusterIPs of the families it keeps are asked for again, "
+        "spec.clusterIP becomes the new primary's"
+    )
     if svc.type == "LoadBalancer":
         risk = f"{kept}; the external address may change"
         if not svc.recreate:

@@ -326,7 +326,9 @@ class ClusterFamilies:
 
     families: list[IPFamily] = field(default_factory=list)
     watched: Reflector[CidrView] | None = None
-    _nudged: asyncio.Event = field(default_factory=asyncio.Event)
+    _nudged: asyncio.Event = field(
+        default_factory=asyncio.Event, init=False, repr=False, compare=False
+    )
 
     def set(self, families: list[IPFamily]) -> bool:
         """True if ``families`` differ from what was known."""
@@ -352,11 +354,17 @@ class ClusterFamilies:
         self._nudged.set()
 
     async def refresh(self, source: FamilySource) -> bool:
-        """ServiceCIDR API first, a dry-run probe where it is missing; True if changed."""
-        families = await source.service_cidr_families()
-        if not families:
-            families = await source.probe_families()
-        return self.set(families)
+        """ServiceCIDR API first, a dry-run probe where it is missing; True if changed.
+        A range that declares what the API server does not serve yet (a conversion under
+        way) is not taken: what is known stays, or at start what the probe says."""
+        declared = await source.service_cidr_families()
+        if not declared:
+            return self.set(await source.probe_families())
+        if declared == self.families or await self._served(source, declared):
+            return self.set(declared)
+        if not self.families:
+            return self.set(await source.probe_families())
+        return False
 
     async def _served(self, source: FamilySource, declared: list[IPFamily]) -> bool:
         try:
@@ -376,28 +384,29 @@ class ClusterFamilies:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._nudged.wait(), timeout)
             self._nudged.clear()
+            changed = False
             try:
-                if not self.watching:
+                declared = self.declared() if self.watching else None
+                if declared is None:  # no watch (or no default range in it): ask
                     pending = None
                     changed = await self.refresh(source)
+                elif declared == self.families:
+                    pending = None
                 else:
-                    declared = self.declared()
-                    if not declared or declared == self.families:
-                        pending = None
-                        continue
                     pending = pending or time.monotonic()
                     waited = time.monotonic() - pending
-                    if waited < CONVERSION_PATIENCE_SECONDS:
-                        if not await self._served(source, declared):
-                            continue  # the API server's flags do not match the range yet
-                    else:
+                    if waited >= CONVERSION_PATIENCE_SECONDS:
                         log.warning(
                             "the default ServiceCIDR has offered %s for %.0f s but the API "
                             "server does not serve them; going by the ServiceCIDR",
                             [str(f) for f in declared], waited,
                         )  # fmt: skip
-                    pending = None
-                    changed = self.set(declared)
+                    if waited >= CONVERSION_PATIENCE_SECONDS or await self._served(
+                        source, declared
+                    ):
+                        pending = None
+                        changed = self.set(declared)
+                    # else: the API server's flags do not match the range yet
             except ApiError as err:  # a restarting API server: keep the last answer
                 if not failing:
                     log.warning("cannot re-check the cluster's families: %s", err)

@@ -213,7 +213,10 @@ class Recreator:
         """The clusterIPs to ask for, in ``families``' order: the kept ones, and a pick of
         the service range for each new family. ([], why) when no range is known."""
         missing = [f for f in families if f not in kept]
-        cidrs = await self.store.service_cidrs() if missing else []
+        try:
+            cidrs = await self.store.service_cidrs() if missing else []
+        except ApiError as err:  # nothing is deleted yet: the server chooses, and says so
+            return [], f"the service ranges could not be read ({err})"
         picked: dict[str, str] = {}
         for family in missing:
             cidr = next((c for c in cidrs or [] if (":" in c) == (family == "IPv6")), None)
