@@ -252,7 +252,10 @@ def test_recreate_needs_the_recreate_component_and_says_so(
         try:
             wait_for(
                 "web recreated IPv6-first",
-                lambda: dual.get("service", "web")["spec"]["ipFamilies"] == ["IPv6", "IPv4"],
+                lambda: (
+                    (dual.find("service", "web") or {}).get("spec", {}).get("ipFamilies")
+                    == ["IPv6", "IPv4"]
+                ),
                 timeout=120,
             )
             status = status_when(

@@ -106,8 +106,7 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
 
 def recreated(k: Kubectl, old: dict[str, Any]) -> dict[str, Any] | None:
     """The Service of ``old``'s name once it is a new one (absent between delete and create)."""
-    out = k.run("get", "service", old["metadata"]["name"], "--ignore-not-found", "-o", "json")
-    svc: dict[str, Any] | None = json.loads(out) if out.strip() else None
+    svc = k.find("service", old["metadata"]["name"])
     return svc if svc and svc["metadata"]["uid"] != old["metadata"]["uid"] else None
 
 

@@ -75,6 +75,13 @@ class Kubectl:
         target = [kind, name] if name else [kind]
         return json.loads(self.run("get", *target, *args, "-o", "json"))
 
+    def find(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The object, or None while it does not exist (a Service between the delete and
+        the create of a recreation, say)."""
+        out = self.run("get", kind, name, "--ignore-not-found", "-o", "json")
+        found: dict[str, Any] | None = json.loads(out) if out.strip() else None
+        return found
+
     def apply(self, obj: dict[str, Any], *args: str) -> str:
         return self.run("apply", "-f", "-", *args, stdin=json.dumps(obj))
 
