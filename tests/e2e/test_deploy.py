@@ -241,7 +241,11 @@ def test_recreate_needs_the_recreate_component_and_says_so(
         assert (cond["status"], cond["reason"]) == ("False", "MissingRights")
         assert "delete services" in cond["message"]
         assert "manifests/recreate" in cond["message"], "says how to grant it"
-        assert [e for e in dual.get("events")["items"] if e["reason"] == "MissingRights"]
+        # The event is posted beside the status write, not before it.
+        wait_for(
+            "a MissingRights event",
+            lambda: [e for e in dual.get("events")["items"] if e["reason"] == "MissingRights"],
+        )
         assert dual.get("service", "web")["metadata"]["uid"] == before["metadata"]["uid"]
     finally:
         operator.stop()
