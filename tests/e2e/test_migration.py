@@ -60,12 +60,7 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
     wait_for("web in DNS", lambda: lookup(name, "A", server) == [ipv4])
 
     start_operator(node_cluster, noded, f"--journal-namespace={noded.namespace}")
-    probers = {
-        "address": traffic(ipv4),
-        "name": traffic(ipv4, resolve=lambda: lookup(name, "A", server, timeout=1.0)),
-    }
-    try:
-        wait_for("traffic flowing", lambda: all(p.ok_since(50) for p in probers.values()))
+    with both_paths(traffic, ipv4, name, server) as probers:
         noded.create(
             dsp(
                 ipFamilyPolicy="RequireDualStack",
@@ -74,15 +69,6 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
             )
         )
         new = wait_for("web recreated IPv6 primary", lambda: recreated(noded, old), timeout=60)
-        # Served again, and then for two seconds more (200 requests) without a failure.
-        wait_for(
-            "traffic back on the kept address",
-            lambda: all(p.ok_since(200) for p in probers.values()),
-            timeout=60,
-        )
-    finally:
-        for each in probers.values():
-            each.stop()
     ipv6, kept = new["spec"]["clusterIPs"]
     assert kept == ipv4, "the IPv4 ClusterIP is kept"
     assert ":" in ipv6
@@ -102,6 +88,30 @@ def test_recreate_under_traffic_keeps_the_ipv4_address_and_measures_the_gap(
         f"MIGRATION-GAP kept {ipv4}, new {ipv6}; longest run of failures by "
         + "; by ".join(figures)
     )
+
+
+@contextlib.contextmanager
+def both_paths(
+    traffic: StartTraffic, ip: str, name: str, server: str
+) -> Iterator[dict[str, Prober]]:
+    """Probers of ``ip`` by address and by ``name`` (looked up at ``server`` for each
+    request), flowing before the body runs; after it, served again and then for two
+    seconds more (200 requests) without a failure; stopped either way."""
+    probers = {
+        "address": traffic(ip),
+        "name": traffic(ip, resolve=lambda: lookup(name, "A", server, timeout=1.0)),
+    }
+    try:
+        wait_for("traffic flowing", lambda: all(p.ok_since(50) for p in probers.values()))
+        yield probers
+        wait_for(
+            "traffic back on the kept address",
+            lambda: all(p.ok_since(200) for p in probers.values()),
+            timeout=60,
+        )
+    finally:
+        for each in probers.values():
+            each.stop()
 
 
 def recreated(k: Kubectl, old: dict[str, Any]) -> dict[str, Any] | None:
@@ -225,12 +235,14 @@ def test_the_whole_migration_of_a_live_cluster(
     began = time.monotonic()
     upgraded: list[float] = []  # when web had both families, seen every 0.1 s
 
+    def dual_at() -> float | None:
+        with contextlib.suppress(KubectlError, KeyError, ValueError):  # (a restart)
+            if len(shop.get("service", "web")["spec"]["ipFamilies"]) == 2:
+                return time.monotonic()
+        return None
+
     def watch_upgrade() -> None:
-        while not upgraded and time.monotonic() - began < 180:
-            with contextlib.suppress(KubectlError, KeyError, ValueError):  # (a restart)
-                if len(shop.get("service", "web")["spec"]["ipFamilies"]) == 2:
-                    upgraded.append(time.monotonic())
-            time.sleep(0.1)
+        upgraded.append(wait_for("web upgraded", dual_at, timeout=180, interval=0.1))
 
     watcher = threading.Thread(target=watch_upgrade, daemon=True)
     watcher.start()
@@ -266,12 +278,7 @@ def test_the_whole_migration_of_a_live_cluster(
     verdicts = {s["service"]: s["verdict"] for s in recreate["services"]}
     assert verdicts == {"web": "Recreate", "checkout": "Recreate", "db": "Patch"}, verdicts
 
-    probers = {
-        "address": traffic(ipv4["web"]),
-        "name": traffic(ipv4["web"], resolve=lambda: lookup(name, "A", server, timeout=1.0)),
-    }
-    try:
-        wait_for("traffic flowing", lambda: all(p.ok_since(50) for p in probers.values()))
+    with both_paths(traffic, ipv4["web"], name, server) as probers:
         shop.run(
             "patch", "dsp", "default", "--type=merge", "-p",
             json.dumps({"spec": {**target, "primaryFamilyChange": "Recreate"}}),
@@ -281,14 +288,6 @@ def test_the_whole_migration_of_a_live_cluster(
             lambda s: s.get("compliantServices") == 3 and s.get("driftedServices") == 0,
             timeout=120,
         )
-        wait_for(
-            "traffic back on the kept address",
-            lambda: all(p.ok_since(200) for p in probers.values()),
-            timeout=60,
-        )
-    finally:
-        for each in probers.values():
-            each.stop()
 
     for n in ("web", "checkout"):
         spec = shop.get("service", n)["spec"]
