@@ -1,40 +1,5 @@
 #!/usr/bin/env bash
-# Builds Helm from its Go module (pinned in go.mod) into the per-user cache, keyed by
-# version, module graph, this script and the Go toolchain: the GitOps tests install a
-# real chart with it.
-#
-#   build.sh            build if missing; print the helm binary's path on stdout
-#
-# Progress goes to stderr. DUALSTACK_CACHE overrides the cache root.
-set -euo pipefail
-
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export GOTOOLCHAIN=local
-
-version="$(awk '$1 == "require" && $2 == "helm.sh/helm/v4" {print $3}' "$here/go.mod")"
-go_version="$(go env GOVERSION)"
-key="$(cat "$here/go.mod" "$here/go.sum" "$here/tools.go" "$0" <(echo "$go_version") |
-	sha256sum | cut -c1-12)"
-cache_root="${DUALSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dualstack-operator}"
-dir="$cache_root/helm/helm-$version-$go_version-$key"
-
-if [[ -f "$dir/complete" ]]; then
-	echo "helm: cached in $dir" >&2
-	echo "$dir/helm"
-	exit 0
-fi
-
-start=$(date +%s)
-tmp="$dir.tmp.$$"
-rm -rf "$tmp"
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-echo "helm: cold build of Helm $version with $go_version" >&2
-(cd "$here" && go mod download && go build -trimpath -ldflags "-s -w" -o "$tmp/helm" helm.sh/helm/v4/cmd/helm)
-"$tmp/helm" version >&2
-touch "$tmp/complete"
-rm -rf "$dir"
-mv "$tmp" "$dir"
-trap - EXIT
-echo "helm: built in $(($(date +%s) - start))s into $dir" >&2
-echo "$dir/helm"
+# Builds Helm from its Go module (pinned in go.mod) into the per-user cache: the GitOps
+# tests install a real chart with it. Prints the helm binary's path (hack/gomodule.sh).
+name=helm module=helm.sh/helm/v4 package=helm.sh/helm/v4/cmd/helm check=version
+source "$(dirname "${BASH_SOURCE[0]}")/../gomodule.sh"
