@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm metallb cluster cluster-down run crds bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,10 +40,13 @@ image: venv ## build the Dockerfile with buildah (.local/image/operator.tar; int
 helm: ## build Helm from its Go module for the GitOps tests (cached per user)
 	hack/helm/build.sh >/dev/null
 
+metallb: ## build MetalLB's controller from its Go module for the LoadBalancer tests (cached per user)
+	hack/metallb/build.sh >/dev/null
+
 demo: venv controlplane ## the whole story on a local dual-stack control plane
 	hack/demo.sh
 
-test: lint typecheck controlplane node helm ## lint, type-check, then every unit and integration test
+test: lint typecheck controlplane node helm metallb ## lint, type-check, then every unit and integration test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff lint and format check; the layers contract (import-linter)

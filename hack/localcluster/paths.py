@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 CONTROLPLANE_BUILD = REPO / "hack" / "controlplane" / "build.sh"
 NODE_BUILD = REPO / "hack" / "node" / "build.sh"
 COREDNS_BUILD = REPO / "hack" / "coredns" / "build.sh"
+METALLB_BUILD = REPO / "hack" / "metallb" / "build.sh"
 
 
 def bin_dir(build: bool = True) -> Path:
@@ -25,6 +26,11 @@ def node_bin_dir(build: bool = True) -> Path:
 def coredns_binary() -> Path:
     """CoreDNS, the node cluster's kube-dns (built on first use, cached per user)."""
     return _built(COREDNS_BUILD, True)
+
+
+def metallb_binary() -> Path:
+    """MetalLB's controller, which gives LoadBalancer Services their addresses."""
+    return _built(METALLB_BUILD, True)
 
 
 def _built(script: Path, build: bool) -> Path:
