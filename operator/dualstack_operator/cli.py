@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _logging(args.log_format, args.verbose)
         return launch.run(settings_from(args), args.admission, webhook_options(args))
     if args.command == "plan":
-        from dualstack_operator.runtime.plan_source import connect
+        from dualstack_operator.runtime.plan_source import connect, contexts
 
-        return plan_command.run(args, connect)
+        return plan_command.run(args, connect, contexts)
     return 2

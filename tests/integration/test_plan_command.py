@@ -135,7 +135,13 @@ def test_plan_needs_only_list_rights_and_no_crd(
         kubeconfig = token_kubeconfig(admin, dual_cluster, ns, reader, tmp_path / "reader")
         out = plan(kubeconfig, "-n", ns, "-f", str(policy_file(tmp_path, None)), "-o", "json")
         assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["totals"]["Recreate"] == 3
+        doc = json.loads(out.stdout)
+        assert doc["totals"]["Recreate"] == 3
+        # What it may not read is said, not failed on.
+        assert doc["cluster"]["not_checked"] == [
+            "NetworkPolicyOneFamily: no right to list and watch networkpolicies",
+        ]
+        assert doc["cluster"]["dns"] == "no kube-system/kube-dns Service"
         # Without -f it would need to list policies: one clear line, no traceback.
         refused = plan(kubeconfig, "-n", ns)
         assert refused.returncode == 1
@@ -216,3 +222,64 @@ def test_plan_with_a_cluster_policy_and_a_namespace_of_its_own(
     got = {s["service"]: s for s in json.loads(out.stdout)["services"]}
     assert got["web"]["policy"] == "default"
     assert got["web"]["verdict"] == "Recreate"
+
+
+def test_plan_is_a_readiness_report_for_each_cluster_of_a_fleet(
+    dual: Kubectl, dual_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Per Service, the readiness findings of the families it will have (a NetworkPolicy
+    admitting IPv4 blocks only in front of its pods); for --all-contexts, a summary row
+    per context and each cluster's details beneath, read-only as one cluster is."""
+    ns = dual.namespace or ""
+    for svc in example_services(ns):
+        dual.create(svc)
+    dual.create(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "from-office"},
+            "spec": {
+                "podSelector": {},
+                "ingress": [{"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}]}],
+            },
+        }
+    )
+    path = policy_file(tmp_path, ns)
+    out = plan(dual_cluster.kubeconfig, "-f", str(path), "-o", "json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    got = {s["service"]: s for s in doc["services"]}
+    selected = {name for name, s in got.items() if s["findings"]}
+    assert selected, "the example Services with a selector are behind the NetworkPolicy"
+    for name in selected:
+        (finding,) = got[name]["findings"]
+        assert finding["reason"] == "NetworkPolicyOneFamily"
+        assert finding["severity"] == "blocking"
+        assert "from-office" in finding["message"]
+    assert doc["totals"]["blocking"] == len(selected)
+    assert doc["cluster"]["families"] == ["IPv4", "IPv6"]
+    assert doc["cluster"]["not_checked"] == []
+
+    # Two contexts of one kubeconfig, both the operator's (audited) identity: any write
+    # would show in the audit log.
+    fleet = tmp_path / "fleet.kubeconfig"
+    fleet.write_text(dual_cluster.operator_kubeconfig.read_text())
+    admin = Kubectl(dual.binary, fleet)
+    current = admin.run("config", "current-context").strip()
+    user = admin.run("config", "view", "-o", "jsonpath={.contexts[0].context.user}").strip()
+    cluster = admin.run("config", "view", "-o", "jsonpath={.contexts[0].context.cluster}").strip()
+    admin.run("config", "set-context", "second", f"--cluster={cluster}", f"--user={user}")
+    before = len(dual_cluster.audit_events())
+    table = plan(fleet, "--all-contexts", "-f", str(path))
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["CONTEXT", "FAMILIES", "DNS", "SERVICES"]
+    assert sorted(line.split()[0] for line in lines[1:3]) == sorted([current, "second"])
+    assert f"== {current} ==" in table.stdout
+    assert "== second ==" in table.stdout
+    assert table.stdout.count("NetworkPolicyOneFamily (blocking)") >= 2 * len(selected)
+    assert len(dual_cluster.audit_events()) == before, "plan wrote to the API server"
+    missing = plan(fleet, "--context", "nowhere", "-f", str(path))
+    assert missing.returncode == 2
+    assert "Traceback" not in missing.stderr
+    assert "nowhere" in missing.stderr

@@ -30,6 +30,7 @@ class State:
     listed: list[PolicyView]
     summaries: dict[tuple[str, str], Summary] = field(default_factory=dict)
     families: list[IPFamily] = field(default_factory=lambda: [IPFamily.IPV4])
+    dns: list[str] | None = None
 
     def policies(self) -> Iterable[PolicyView]:
         return self.listed
@@ -39,6 +40,9 @@ class State:
 
     def cluster_families(self) -> list[IPFamily]:
         return self.families
+
+    def cluster_dns_families(self) -> list[str] | None:
+        return self.dns
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -257,3 +261,14 @@ async def test_a_flood_of_tokens_does_not_grow_the_cache_without_bound(
             clock.advance(2)  # the earlier ones expired
         await auth.check(f"Bearer junk-{i}", "/metrics")
     assert len(auth._cache) <= 1001 + 1
+
+
+def test_the_cluster_dns_families_are_a_gauge_only_where_watched() -> None:
+    state = State([], families=[IPFamily.IPV4, IPFamily.IPV6], dns=["IPv4"])
+    metrics = Metrics()
+    metrics.bind(state)
+    found = samples(metrics)
+    assert value(found, "dualstack_cluster_dns_ip_families", family="IPv4") == 1
+    assert value(found, "dualstack_cluster_dns_ip_families", family="IPv6") == 0
+    state.dns = None
+    assert not [k for k in samples(metrics) if k[0] == "dualstack_cluster_dns_ip_families"]

@@ -8,8 +8,10 @@ from typing import Any
 from dualstack_operator.api.models import IPFamily
 from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.migration.report import (
+    Readings,
     Verdict,
     build_report,
+    render_fleet,
     render_json,
     render_markdown,
     render_table,
@@ -132,3 +134,57 @@ def test_renderings() -> None:
     md = render_markdown(report)
     assert md.startswith("| Namespace | Service |")
     assert md.count("\n| shop |") == len(SERVICES)
+
+
+def test_readiness_findings_are_judged_on_the_families_the_service_will_have() -> None:
+    """A SingleStack Service the policy makes dual-stack gets the findings it will have
+    (its one-family externalIPs); the cluster section counts what a conversion leaves."""
+    p = policy("default", ipFamilyPolicy="RequireDualStack")
+    web = svc(
+        "web",
+        spec={
+            "ipFamilyPolicy": "SingleStack",
+            "ipFamilies": ["IPv4"],
+            "externalIPs": ["192.0.2.9"],
+        },
+    )
+    prefer = svc("prefer", spec={"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4"]})
+    dns = ServiceView.from_body(
+        {
+            "metadata": {"namespace": "kube-system", "name": "kube-dns"},
+            "spec": {"ipFamilies": ["IPv4"]},
+        }
+    )
+    readings = Readings(network_policies={}, dns=dns)
+    report = build_report({"shop": [p]}, {"shop": [web, prefer]}, CLUSTER, readings)
+    line = next(x for x in report.lines if x.service == "web")
+    assert line.verdict == Verdict.PATCH
+    assert [f.reason for f in line.findings] == ["ExternalIPsOneFamily"]
+    assert report.section is not None
+    assert report.section.touch_after_conversion == 1
+    assert [f.reason for f in report.section.findings] == ["ClusterDNSSingleStack"]
+    totals = report.totals()
+    assert (totals["blocking"], totals["advisory"]) == (1, 1)
+    table = render_table(report)
+    assert "ExternalIPsOneFamily (blocking)" in table
+    assert "DNS: kube-system/kube-dns: IPv4" in table
+    unread = build_report({"shop": [p]}, {"shop": [web]}, CLUSTER, Readings(not_checked=["x"]))
+    assert "not checked: x" in render_table(unread)
+
+
+def test_a_fleet_has_one_summary_row_per_cluster_then_each_plan() -> None:
+    p = policy("default", ipFamilyPolicy="RequireDualStack")
+    reports = {
+        "east": build_report({"shop": [p]}, {"shop": SERVICES}, CLUSTER, Readings()),
+        "west": build_report({"shop": [p]}, {"shop": SERVICES[:1]}, [IPFamily.IPV4], Readings()),
+    }
+    table = render_fleet(reports, "table")
+    header, east, west = table.splitlines()[:3]
+    assert header.split()[:4] == ["CONTEXT", "FAMILIES", "DNS", "SERVICES"]
+    assert east.split()[:2] == ["east", "IPv4,IPv6"]
+    assert west.split()[:2] == ["west", "IPv4"]
+    assert "== east ==" in table
+    assert "== west ==" in table
+    doc = json.loads(render_fleet(reports, "json"))
+    assert [c["context"] for c in doc["clusters"]] == ["east", "west"]
+    assert doc["clusters"][1]["totals"]["Blocked"] == 1

@@ -65,6 +65,11 @@ class DriftReason(StrEnum):
     MANAGED_BY_OTHER = "ManagedByOther"  # the fields are applied by a GitOps source of truth
     REVERTED = "Reverted"  # someone keeps undoing the operator's fix: it stopped writing
     MISSING_ENDPOINTS = "MissingEndpoints"  # a family has no ready endpoint: reported only
+    # Readiness past the Service's family fields (core.readiness): reported only.
+    MISSING_LOAD_BALANCER_ADDRESS = "MissingLoadBalancerAddress"
+    SOURCE_RANGES_ONE_FAMILY = "SourceRangesOneFamily"
+    EXTERNAL_IPS_ONE_FAMILY = "ExternalIPsOneFamily"
+    NETWORK_POLICY_ONE_FAMILY = "NetworkPolicyOneFamily"
 
 
 # Kubernetes label syntax: an optional DNS-subdomain prefix and "/", then a name of at
@@ -255,8 +260,9 @@ class Condition(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     type: str = Field(
-        description="Ready, Compliant, or RecreateAvailable (policies asking for "
-        "primaryFamilyChange: Recreate: False when a right or the journal namespace is missing)."
+        description="Ready, Compliant, RecreateAvailable (policies asking for "
+        "primaryFamilyChange: Recreate: False when a right or the journal namespace is "
+        "missing), or ClusterDNS (a dual-stack cluster: False while kube-dns has one family)."
     )
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(description="A CamelCase reason.")
@@ -306,7 +312,8 @@ class DualStackPolicyStatus(BaseModel):
     )
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Ready, Compliant and, for primaryFamilyChange: Recreate, RecreateAvailable.",
+        description="Ready, Compliant, RecreateAvailable (for primaryFamilyChange: "
+        "Recreate) and, on a dual-stack cluster, ClusterDNS (whether kube-dns serves both).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

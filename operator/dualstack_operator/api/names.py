@@ -38,5 +38,8 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # the API server sets it o
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # an EndpointSlice's Service
 CA_INJECTION_ANNOTATION = "cert-manager.io/inject-ca-from"
 
+# The cluster DNS Service, by convention (CoreDNS and kube-dns alike): readiness checks it.
+DNS_NAMESPACE, DNS_SERVICE = "kube-system", "kube-dns"
+
 # Never governed by a policy without a selector, never matched by admission.
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")

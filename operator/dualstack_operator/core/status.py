@@ -22,6 +22,7 @@ from dualstack_operator.api.models import (
 )
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.readiness import CLUSTER_DNS_DUAL_STACK, DnsCheck
 from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.core.views import PolicyView
 
@@ -83,6 +84,19 @@ def outcome_conditions(
 
 
 RECREATE_AVAILABLE = "RecreateAvailable"
+CLUSTER_DNS = "ClusterDNS"
+
+
+def dns_condition(policy: PolicyView, dns: DnsCheck | None, stamp: str) -> list[Condition]:
+    """ClusterDNS on a dual-stack cluster: False (ClusterDNSSingleStack, advisory) while
+    the kube-dns Service has one family; absent where it was not checked."""
+    if dns is None:
+        return []
+    at = (policy.generation, policy.status, stamp)
+    if dns.finding is not None:
+        return [condition(CLUSTER_DNS, "False", dns.finding.reason, dns.finding.message, *at)]
+    served = f"kube-system/{dns.name} serves {', '.join(dns.families)}"
+    return [condition(CLUSTER_DNS, "True", CLUSTER_DNS_DUAL_STACK, served, *at)]
 
 
 def recreate_condition(
@@ -107,6 +121,7 @@ def build_status(
     cluster: Sequence[IPFamily],
     now: datetime.datetime | None = None,
     admission: Admission | None = None,
+    dns: DnsCheck | None = None,
 ) -> dict[str, Any]:
     """The policy's status from its decisions (pure; compared before any write)."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -140,6 +155,7 @@ def build_status(
                 ready,
                 compliant,
                 *recreate_condition(policy, plan.recreate_blocked, stamp),
+                *dns_condition(policy, dns, stamp),
             ],
         )
     )
@@ -150,7 +166,7 @@ def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-OWN_CONDITIONS = frozenset({"Ready", "Compliant", RECREATE_AVAILABLE})
+OWN_CONDITIONS = frozenset({"Ready", "Compliant", RECREATE_AVAILABLE, CLUSTER_DNS})
 
 
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -175,6 +191,7 @@ def build_cluster_status(
     cluster: Sequence[IPFamily],
     admission: Admission | None = None,
     now: datetime.datetime | None = None,
+    dns: DnsCheck | None = None,
 ) -> dict[str, Any]:
     """The status of a cluster policy from its settled plan in each governed namespace."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -215,6 +232,7 @@ def build_cluster_status(
             ready,
             compliance,
             *recreate_condition(policy, next(iter(blocked), None), stamp),
+            *dns_condition(policy, dns, stamp),
         ],
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, Generic, Protocol, TypeVar
 
-from dualstack_operator.api.models import ClusterDualStackPolicySpec, DualStackPolicySpec, IPFamily
+from dualstack_operator.api.models import (
+    ClusterDualStackPolicySpec,
+    DualStackPolicySpec,
+    IPFamily,
+    LabelSelector,
+)
 from dualstack_operator.api.names import (
     CLUSTER_KIND,
     IGNORE_ANNOTATION,
@@ -43,6 +48,13 @@ class ServiceView:
     # the one that last wrote them (managedFields).
     applied_by: tuple[str, ...] = ()
     written_by: str | None = None
+    # What readiness reads past the family fields (empty for most Services): the pod
+    # selector (which NetworkPolicies apply), the LoadBalancer's assigned addresses ("" for
+    # an entry with a hostname only), loadBalancerSourceRanges and externalIPs.
+    selector: Mapping[str, str] = field(default_factory=dict)
+    lb_ingress: tuple[str, ...] = ()
+    source_ranges: tuple[str, ...] = ()
+    external_ips: tuple[str, ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ServiceView:
@@ -51,11 +63,13 @@ class ServiceView:
         annotations = meta.get("annotations") or {}
         appliers, writer = family_owners(meta.get("managedFields") or ())
         policy = spec.get("ipFamilyPolicy")
+        labels = _interned(meta.get("labels"))
+        selector = _interned(spec.get("selector"))
         return cls(
             namespace=intern(str(meta.get("namespace", ""))),
             name=str(meta.get("name", "")),
             resource_version=str(meta.get("resourceVersion", "")),
-            labels={intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()},
+            labels=labels,
             ignored=str(annotations.get(IGNORE_ANNOTATION, "")).lower() == "true",
             type=intern(str(spec.get("type") or "ClusterIP")),
             headless=spec.get("clusterIP") == "None",
@@ -64,7 +78,22 @@ class ServiceView:
             recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
             applied_by=tuple(intern(m) for m in appliers),
             written_by=intern(writer) if writer else None,
+            # Often the labels themselves: one dict for both (tens of thousands are kept).
+            selector=labels if selector == labels else selector or _NO_LABELS,
+            lb_ingress=tuple(
+                str(i.get("ip") or "")
+                for i in ((body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+            ),
+            source_ranges=tuple(str(r) for r in spec.get("loadBalancerSourceRanges") or ()),
+            external_ips=tuple(str(a) for a in spec.get("externalIPs") or ()),
         )
+
+
+_NO_LABELS: Mapping[str, str] = {}
+
+
+def _interned(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    return {intern(str(k)): intern(str(v)) for k, v in (labels or {}).items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +284,43 @@ class NamespaceView:
         meta = body.get("metadata") or {}
         labels = {intern(str(k)): intern(str(v)) for k, v in (meta.get("labels") or {}).items()}
         return cls(intern(str(meta.get("name", ""))), labels)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicyView:
+    """What readiness reads of a NetworkPolicy: which pods it selects and, for each of its
+    ingress rules that names ipBlocks, their CIDRs (rules of pod and namespace selectors
+    admit pods of every family, so they are not kept)."""
+
+    namespace: str
+    name: str
+    pod_selector: LabelSelector | None  # None: a selector the operator cannot read
+    ingress: bool  # whether it restricts ingress (policyTypes, or its default)
+    rules: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (rule index, ipBlock CIDRs)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> NetworkPolicyView:
+        meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        try:
+            selector: LabelSelector | None = LabelSelector.model_validate(
+                spec.get("podSelector") or {}
+            )
+        except ValueError:
+            selector = None
+        types = spec.get("policyTypes")
+        rules = []
+        for index, rule in enumerate(spec.get("ingress") or ()):
+            cidrs = tuple(
+                str(peer["ipBlock"].get("cidr") or "")
+                for peer in (rule or {}).get("from") or ()
+                if isinstance(peer, Mapping) and isinstance(peer.get("ipBlock"), Mapping)
+            )
+            if cidrs:
+                rules.append((index, cidrs))
+        return cls(
+            namespace=intern(str(meta.get("namespace", ""))),
+            name=str(meta.get("name", "")),
+            pod_selector=selector,
+            ingress=types is None or "Ingress" in types,
+            rules=tuple(rules),
+        )

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol
 
 from dualstack_operator.api.models import IPFamily
+from dualstack_operator.api.names import DNS_NAMESPACE, DNS_SERVICE
 from dualstack_operator.core.errors import ApiError, Expired, Forbidden, NotFound
 from dualstack_operator.core.scope import effective_policies, governs
 from dualstack_operator.core.views import (
     CidrView,
     NamespaceView,
+    NetworkPolicyView,
     Page,
     PolicyView,
     ServiceView,
@@ -472,6 +474,22 @@ class Views:
     own_namespace: str | None = None
     watched: tuple[str, ...] = ()  # a namespaced operator's namespaces (empty: all)
     slices: SliceCache | None = None  # EndpointSlices (None: MissingEndpoints not checked)
+    # NetworkPolicies (None: NetworkPolicyOneFamily not checked).
+    network_policies: Reflector[NetworkPolicyView] | None = None
+
+    def network_policies_in(self, namespace: str) -> Iterable[NetworkPolicyView] | None:
+        """The namespace's NetworkPolicies; None where they cannot be read."""
+        cache = self.network_policies
+        if cache is None or cache.forbidden:
+            return None
+        return cache.in_namespace(namespace).values()
+
+    def cluster_dns(self) -> ServiceView | bool | None:
+        """The kube-dns Service; False when the operator does not watch kube-system (not
+        checked), None when there is none."""
+        if self.watched and DNS_NAMESPACE not in self.watched:
+            return False
+        return self.services.in_namespace(DNS_NAMESPACE).get(DNS_SERVICE)
 
     def cluster_policy_list(self) -> list[PolicyView]:
         return list(self.cluster_policies.get("", ()))

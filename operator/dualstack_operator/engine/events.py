@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from dualstack_operator.api import names
 from dualstack_operator.core.errors import ApiError
+from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.readiness import READINESS_REASONS
 from dualstack_operator.core.views import PolicyView
 from dualstack_operator.engine.ports import EventSink
 from dualstack_operator.engine.throttle import Throttle
@@ -49,3 +52,29 @@ class Events:
                 involved["name"],
                 err,
             )
+
+
+class FindingEvents:
+    """A Warning Event on a Service when a readiness finding appears or its message
+    changes: once per change, not once per pass (what was said is kept by Service, for
+    the Services that have a finding only)."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.said: dict[str, dict[str, tuple[str, str]]] = {}  # namespace -> name -> said
+
+    async def report(self, namespace: str, plans: Iterable[PolicyPlan]) -> None:
+        now = {
+            name: (str(d.reason), d.message)
+            for plan in plans
+            for name, d in plan.decisions.items()
+            if d.reason in READINESS_REASONS
+        }
+        before = self.said.get(namespace, {})
+        for name, (reason, message) in sorted(now.items()):
+            if before.get(name) != (reason, message):
+                await self.events.post(service_ref(namespace, name), "Warning", reason, message)
+        if now:
+            self.said[namespace] = now
+        else:
+            self.said.pop(namespace, None)

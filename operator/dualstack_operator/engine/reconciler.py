@@ -22,11 +22,12 @@ from dualstack_operator.api.models import Admission, IPFamily
 from dualstack_operator.core.endpoints import with_missing_endpoints
 from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import Planner, PolicyPlan, Summary
+from dualstack_operator.core.readiness import DnsCheck, check_dns, with_readiness
 from dualstack_operator.core.status import build_cluster_status, build_status
 from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.backoff import Backoff
 from dualstack_operator.engine.cache import Views
-from dualstack_operator.engine.events import Events
+from dualstack_operator.engine.events import Events, FindingEvents
 from dualstack_operator.engine.ledger import Ledger
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.ports import (
@@ -59,14 +60,16 @@ class Inputs:
     services: int
     slices: int
     parameter: object
+    network_policies: int = 0
+    dns: DnsCheck | None = None
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, Inputs)
             and len(self.policies) == len(other.policies)
             and all(a is b for a, b in zip(self.policies, other.policies, strict=True))
-            and (self.cluster, self.services, self.slices)
-            == (other.cluster, other.services, other.slices)
+            and (self.cluster, self.services, self.slices, self.network_policies, self.dns)
+            == (other.cluster, other.services, other.slices, other.network_policies, other.dns)
             and self.parameter == other.parameter
         )
 
@@ -105,6 +108,7 @@ class Reconciler:
         )
         self.remediator = Remediator(writer, self.ledger, self.throttle, events, metrics, retry)
         self.status = StatusWriter(writer, self.throttle, events, metrics, retry)
+        self.findings = FindingEvents(events)  # a Service's readiness finding: one Event
         # primaryFamilyChange: Recreate (None: never recreates)
         self.recreations = (
             Recreations(recreator, events, metrics, backoff, retry) if recreator else None
@@ -112,7 +116,7 @@ class Reconciler:
         # A cluster policy's settled plan in each namespace it governs: its status.
         self.cluster_parts: dict[str, dict[str, PolicyPlan]] = {}
         self.cluster_dirty: set[str] = set()  # cluster policies whose parts changed
-        self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...]]] = {}
+        self._cluster_seen: dict[str, tuple[PolicyView, tuple[IPFamily, ...], DnsCheck | None]] = {}
         # What the last settled pass concluded per policy, by namespace: its status and
         # metrics.
         self.summaries: dict[str, dict[str, Summary]] = {}
@@ -141,6 +145,10 @@ class Reconciler:
 
     def cluster_families(self) -> list[IPFamily]:
         return list(self.views.cluster.families)
+
+    def cluster_dns_families(self) -> list[str] | None:
+        dns = self.views.cluster_dns()
+        return list(dns.ip_families) if isinstance(dns, ServiceView) else None
 
     @property
     def journaled(self) -> dict[str, int]:
@@ -195,13 +203,20 @@ class Reconciler:
         """Everything a pass over ``namespace`` reads, by identity or generation."""
         views = self.views
         native = self.native.parameters.get(namespace) if self.native is not None else None
+        netpols = views.network_policies
         return Inputs(
             tuple(policies),
             tuple(views.cluster.families),
             views.services.generation(namespace),
             views.slices.generation(namespace) if views.slices is not None else 0,
             native,
+            netpols.generation(namespace) if netpols is not None else 0,
+            self.dns(),
         )
+
+    def dns(self) -> DnsCheck | None:
+        """The cluster DNS Service, checked against the cluster's families (ClusterDNS)."""
+        return check_dns(self.views.cluster_dns(), self.views.cluster.families)
 
     async def reconcile(self, namespace: str) -> Result:
         policies = self.views.policies_in(namespace)
@@ -265,6 +280,8 @@ class Reconciler:
         slices = self.views.slices
         if slices is not None and not slices.forbidden:
             plans = with_missing_endpoints(plans, services, slices.in_namespace(namespace).values())
+        plans = with_readiness(plans, services, self.views.network_policies_in(namespace))
+        await self.findings.report(namespace, plans)
         for plan in plans:
             if self.recreations is not None and not open_recreation:
                 plan, open_recreation, recreated = await self.recreations.recreate_one(
@@ -299,7 +316,7 @@ class Reconciler:
             self.cluster_parts.setdefault(plan.policy.name, {})[namespace] = settled
             self.cluster_dirty.add(plan.policy.name)
             return clean, done.result
-        status = build_status(settled, cluster, admission=admission)
+        status = build_status(settled, cluster, admission=admission, dns=self.dns())
         written, result = await self.status.write(plan.policy, status)
         return written and clean, done.result.merge(result)
 
@@ -313,14 +330,16 @@ class Reconciler:
         cluster = list(self.views.cluster.families)
         dirty, self.cluster_dirty = self.cluster_dirty, set()
         retries: dict[str, Result] = {}
+        dns = self.dns()
         for name, policy in current.items():
-            if name not in dirty and self._cluster_seen.get(name) == (policy, tuple(cluster)):
+            seen = (policy, tuple(cluster), dns)
+            if name not in dirty and self._cluster_seen.get(name) == seen:
                 continue
             parts = self.cluster_parts.get(name, {})
-            status = build_cluster_status(policy, parts, cluster, self.admission)
+            status = build_cluster_status(policy, parts, cluster, self.admission, dns=dns)
             written, result = await self.status.write(policy, status)
             if written:
-                self._cluster_seen[name] = (policy, tuple(cluster))
+                self._cluster_seen[name] = seen
                 continue
             self.cluster_dirty.add(name)  # written at a later batch; one of its namespaces
             for ns in sorted(parts)[:1]:  # brings that batch

@@ -11,6 +11,7 @@ from dualstack_operator.api import names
 from dualstack_operator.core.views import (
     CidrView,
     NamespaceView,
+    NetworkPolicyView,
     PolicyView,
     ServiceView,
     SliceView,
@@ -55,6 +56,7 @@ CONFIGMAPS = Resource("v1", "configmaps", "ConfigMap")
 EVENTS = Resource("v1", "events", "Event")
 NAMESPACES_RESOURCE = Resource("v1", "namespaces", "Namespace", namespaced=False)
 ENDPOINT_SLICES_RESOURCE = Resource("discovery.k8s.io/v1", "endpointslices", "EndpointSlice")
+NETWORK_POLICIES_RESOURCE = Resource("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy")
 SERVICE_CIDRS = Resource("networking.k8s.io/v1", "servicecidrs", "ServiceCIDR", namespaced=False)
 POLICIES_RESOURCE = Resource(names.API_VERSION, names.PLURAL, names.KIND)
 CLUSTER_POLICIES_RESOURCE = Resource(
@@ -96,3 +98,5 @@ ENDPOINT_SLICES = Collection(
     ENDPOINT_SLICES_RESOURCE,
     lambda body: SliceView.from_body(body) or SliceView.placeholder(body),
 )
+# NetworkPolicies, for the ipBlocks of their ingress rules (readiness).
+NETWORK_POLICIES = Collection(NETWORK_POLICIES_RESOURCE, NetworkPolicyView.from_body)

@@ -54,9 +54,10 @@ def decode(raw: bytes) -> dict[str, Any]:
 class Transport:
     """A connection to one API server, and the only code that sends it requests."""
 
-    def __init__(self, kubeconfig: str | None = None) -> None:
+    def __init__(self, kubeconfig: str | None = None, context: str | None = None) -> None:
         self._client: client.ApiClient | None = None
         self._kubeconfig = kubeconfig
+        self._context = context  # a kubeconfig context (the plan's --context)
 
     async def connect(self, watches: int = 1) -> None:
         """In-cluster ServiceAccount first, else the kubeconfig (as kopf does).
@@ -67,13 +68,23 @@ class Transport:
         """
         configuration = client.Configuration()
         try:
+            if self._context:
+                raise config.ConfigException("a context is asked for: the kubeconfig has it")
             config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
             await config.load_kube_config(
-                config_file=self._kubeconfig, client_configuration=configuration
+                config_file=self._kubeconfig,
+                context=self._context,
+                client_configuration=configuration,
             )
         configuration.connection_pool_maxsize = REQUEST_CONNECTIONS + watches
         self._client = client.ApiClient(configuration)
+
+    @staticmethod
+    def contexts(kubeconfig: str | None) -> list[str]:
+        """The kubeconfig's context names (the plan's --all-contexts)."""
+        found, _ = config.list_kube_config_contexts(config_file=kubeconfig)
+        return [str(c["name"]) for c in found or []]
 
     async def close(self) -> None:
         if self._client is not None:

@@ -1,8 +1,12 @@
 """``dualstack-operator plan`` (and ``kubectl dualstack plan``): read the cluster, print the plan.
 
 Read-only by construction: it lists Services (and DualStackPolicies unless given
-with ``-f``), and lists ServiceCIDRs for the cluster's families where allowed;
-nothing else is sent. With ``-f`` it needs no CRD and no right but listing Services.
+with ``-f``), lists ServiceCIDRs for the cluster's families, NetworkPolicies for
+readiness, and gets kube-system/kube-dns, each where allowed; nothing else is sent.
+With ``-f`` it needs no CRD and no right but listing Services: a finding it has no
+right to read is reported as not checked. With ``--context`` (repeatable) or
+``--all-contexts`` it reads each cluster in turn: one summary row per cluster, then
+each cluster's plan.
 """
 
 from __future__ import annotations
@@ -17,11 +21,19 @@ from typing import Any, Protocol
 import yaml
 
 from dualstack_operator.api import names
-from dualstack_operator.api.models import IPFamily
-from dualstack_operator.core.errors import ApiError, waiting_out_429
+from dualstack_operator.api.models import DriftReason, IPFamily
+from dualstack_operator.api.names import DNS_NAMESPACE, DNS_SERVICE
+from dualstack_operator.core.errors import ApiError, Forbidden, waiting_out_429
+from dualstack_operator.core.readiness import CLUSTER_DNS_SINGLE_STACK, NEEDS
 from dualstack_operator.core.scope import effective_policies
-from dualstack_operator.core.views import Page, PolicyView, ServiceView
-from dualstack_operator.migration.report import RENDERERS, build_report
+from dualstack_operator.core.views import NetworkPolicyView, Page, PolicyView, ServiceView
+from dualstack_operator.migration.report import (
+    RENDERERS,
+    Readings,
+    Report,
+    build_report,
+    render_fleet,
+)
 
 # The operator's own namespace, which no cluster policy governs without a selector.
 OWN = "dualstack-system"
@@ -37,10 +49,15 @@ class PlanSource(Protocol):
         self, namespace: str | None, limit: int, continue_token: str | None
     ) -> Page[ServiceView]: ...
     async def list_service_cidr_families(self) -> list[IPFamily] | None: ...
+    async def list_network_policies(
+        self, namespace: str | None
+    ) -> list[NetworkPolicyView] | None: ...
+    async def get_service(self, namespace: str, name: str) -> ServiceView | None: ...
     async def close(self) -> None: ...
 
 
-Connect = Callable[[str | None], Awaitable[PlanSource]]
+Connect = Callable[[str | None, str | None], Awaitable[PlanSource]]
+Contexts = Callable[[str | None], list[str]]
 
 
 class PlanInputError(Exception):
@@ -74,6 +91,18 @@ def add_parser(sub: Any) -> None:
     )
     plan.add_argument("-o", "--output", choices=sorted(RENDERERS), default="table")
     plan.add_argument("--kubeconfig", metavar="FILE", help="default: $KUBECONFIG, ~/.kube/config")
+    fleet = plan.add_mutually_exclusive_group()
+    fleet.add_argument(
+        "--context",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the kubeconfig context to read (repeatable: one summary row per cluster, "
+        "then each cluster's plan; default: the current context)",
+    )
+    fleet.add_argument(
+        "--all-contexts", action="store_true", help="every context of the kubeconfig"
+    )
 
 
 def policies_from_files(
@@ -154,8 +183,32 @@ def infer_families(services: Sequence[ServiceView]) -> list[IPFamily]:
     return [IPFamily(f) for f in seen if f in {str(x) for x in IPFamily}]
 
 
-async def collect(args: argparse.Namespace, connect: Connect) -> str:
-    api = await connect(args.kubeconfig)
+async def readings(api: PlanSource, scopes: Sequence[str | None]) -> Readings:
+    """NetworkPolicies and the cluster DNS Service, each where the identity may read it."""
+    not_checked: list[str] = []
+    by_namespace: dict[str, list[NetworkPolicyView]] = {}
+    netpols: dict[str, list[NetworkPolicyView]] | None = by_namespace
+    for scope in scopes:
+        found = await api.list_network_policies(scope)
+        if found is None:
+            netpols = None
+            need = NEEDS[DriftReason.NETWORK_POLICY_ONE_FAMILY]
+            not_checked.append(f"NetworkPolicyOneFamily: no right to {need}")
+            break
+        for view in found:
+            by_namespace.setdefault(view.namespace, []).append(view)
+    dns = None
+    try:
+        dns = await api.get_service(DNS_NAMESPACE, DNS_SERVICE)
+    except Forbidden:
+        not_checked.append(
+            f"{CLUSTER_DNS_SINGLE_STACK}: no right to {NEEDS[CLUSTER_DNS_SINGLE_STACK]}"
+        )
+    return Readings(netpols, dns, not_checked)
+
+
+async def collect(args: argparse.Namespace, connect: Connect, context: str | None = None) -> Report:
+    api = await connect(args.kubeconfig, context)
     try:
         namespaces: list[str] = list(args.namespace)
         if args.filename:
@@ -186,15 +239,32 @@ async def collect(args: argparse.Namespace, connect: Connect) -> str:
         cluster = await api.list_service_cidr_families()
         if cluster is None:
             cluster = infer_families(everything)
-        report = build_report(policies, services, cluster)
-        return RENDERERS[args.output](report)
+        read = await readings(api, scopes)
+        return build_report(policies, services, cluster, read)
     finally:
         await api.close()
 
 
-def run(args: argparse.Namespace, connect: Connect) -> int:
+async def render(args: argparse.Namespace, connect: Connect, contexts: Contexts) -> str:
+    """One cluster's plan; or, for several contexts, the fleet's summary and each plan."""
+    names: list[str] = list(args.context)
+    if args.all_contexts:
+        names = contexts(args.kubeconfig)
+        if not names:
+            raise PlanInputError("the kubeconfig has no context")
+    if len(names) <= 1:
+        report = await collect(args, connect, names[0] if names else None)
+        return RENDERERS[args.output](report)
+    reports = {}
+    for name in names:
+        reports[name] = await collect(args, connect, name)
+    return render_fleet(reports, args.output)
+
+
+def run(args: argparse.Namespace, connect: Connect, contexts: Contexts | None = None) -> int:
+    listed: Contexts = contexts or (lambda _: [])
     try:
-        sys.stdout.write(asyncio.run(waiting_out_429(lambda: collect(args, connect))))
+        sys.stdout.write(asyncio.run(waiting_out_429(lambda: render(args, connect, listed))))
     except PlanInputError as err:
         print(f"dualstack-operator plan: {err}", file=sys.stderr)
         return 2

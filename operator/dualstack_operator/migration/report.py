@@ -24,8 +24,16 @@ from dualstack_operator.api.models import (
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import plan_namespace
+from dualstack_operator.core.readiness import (
+    Finding,
+    OneFamilyRule,
+    Severity,
+    check_dns,
+    findings_of,
+    one_family_rules,
+)
 from dualstack_operator.core.recreation import describe_fields, recreatable, recreation_risk
-from dualstack_operator.core.views import PolicyView, ServiceView
+from dualstack_operator.core.views import NetworkPolicyView, PolicyView, ServiceView
 
 
 class Verdict(StrEnum):
@@ -52,6 +60,29 @@ class Line:
     risk: str  # of a recreation
     automatic: bool  # whether the operator would do it (Enforce; Recreate where opted in)
     conflicts: list[str] = field(default_factory=list)  # newer policies also selecting it
+    # Readiness: what else keeps it from serving the families it has (or will have).
+    findings: list[Finding] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the plan read past Services and policies, and what it could not read."""
+
+    network_policies: Mapping[str, Sequence[NetworkPolicyView]] | None = None  # None: unread
+    dns: ServiceView | None = None  # the cluster DNS Service
+    not_checked: list[str] = field(default_factory=list)  # "NetworkPolicyOneFamily: ..."
+
+
+@dataclass(frozen=True)
+class ClusterSection:
+    """The cluster as a whole: its families, its DNS Service, and the Services that keep
+    one family after a conversion until they are written again."""
+
+    families: list[str]
+    dns: str  # "kube-system/kube-dns: IPv4", or why it is not known
+    findings: list[Finding]
+    touch_after_conversion: int
+    not_checked: list[str]
 
 
 @dataclass(frozen=True)
@@ -59,19 +90,57 @@ class Report:
     cluster: list[str]
     lines: list[Line]
     namespaces: list[str]
+    section: ClusterSection | None = None
+
+    def findings(self) -> list[Finding]:
+        own = self.section.findings if self.section is not None else []
+        return [*own, *(f for line in self.lines for f in line.findings)]
 
     def totals(self) -> dict[str, int]:
         counts = Counter(str(line.verdict) for line in self.lines)
+        severities = Counter(str(f.severity) for f in self.findings())
         return {
             "namespaces": len(self.namespaces),
             "services": len(self.lines),
             **{str(v): counts[str(v)] for v in Verdict},
             "conflicts": sum(1 for line in self.lines if line.conflicts),
+            **{str(s): severities[str(s)] for s in Severity},
         }
 
 
+def target_families(
+    svc: ServiceView, change: Mapping[str, Any] | None, cluster: Sequence[IPFamily]
+) -> tuple[str, ...]:
+    """The families the Service will have once ``change`` (the fields written, or the
+    fields it is recreated with) is made: what the API server gives a dual-stack policy
+    without a list is every cluster family, the current ones first."""
+    if change is None:
+        return svc.ip_families
+    families = change.get("ipFamilies")
+    if families:
+        return tuple(str(f) for f in families)
+    policy = change.get("ipFamilyPolicy", svc.ip_family_policy)
+    if policy in ("PreferDualStack", "RequireDualStack"):
+        extra = [str(f) for f in cluster if str(f) not in svc.ip_families]
+        return (*svc.ip_families, *extra)[:2]
+    return svc.ip_families[:1]
+
+
+def readiness(
+    svc: ServiceView, families: tuple[str, ...], rules: Sequence[OneFamilyRule] | None
+) -> list[Finding]:
+    """The readiness findings of the Service with the families it will have; the
+    LoadBalancer's addresses only where they stay (a changed Service gets new ones)."""
+    if families == svc.ip_families:
+        return findings_of(svc, rules)
+    return findings_of(replace(svc, ip_families=families, lb_ingress=()), rules)
+
+
 def plan_lines(
-    policies: Iterable[PolicyView], services: Iterable[ServiceView], cluster: Sequence[IPFamily]
+    policies: Iterable[PolicyView],
+    services: Iterable[ServiceView],
+    cluster: Sequence[IPFamily],
+    network_policies: Sequence[NetworkPolicyView] | None = None,
 ) -> list[Line]:
     """One line per Service a policy of the namespace selects, by name."""
     views = list(policies)
@@ -81,6 +150,7 @@ def plan_lines(
     ]
     modes = {p.name: str(p.spec.mode) if p.spec else "" for p in views}
     by_name = {s.name: s for s in services}
+    rules = one_family_rules(network_policies) if network_policies is not None else None
     lines: dict[str, Line] = {}
     conflicts: dict[str, list[str]] = {}
     for plan in plan_namespace(enforced, by_name.values(), cluster):
@@ -95,13 +165,14 @@ def plan_lines(
             audit = modes[plan.policy.name] == str(Mode.AUDIT)
             verdict, change, risk = Verdict.COMPLIANT, "", ""
             automatic = False
+            target: Mapping[str, Any] | None = None
             if decision.state == State.EXCLUDED:
                 verdict = Verdict.EXCLUDED
                 change = "ExternalName" if svc.type == "ExternalName" else "opted out"
             elif decision.reason == DriftReason.PRIMARY_FAMILY_MISMATCH and not svc.headless:
                 verdict = Verdict.RECREATE
-                target = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster)
-                wanted = target or {}
+                wanted = creation_patch(spec, svc.ip_family_policy, svc.ip_families, cluster) or {}
+                target = wanted
                 change = "recreate as " + describe_fields(
                     wanted.get("ipFamilyPolicy", svc.ip_family_policy),
                     wanted.get("ipFamilies", svc.ip_families),
@@ -120,7 +191,7 @@ def plan_lines(
                 )
             elif decision.patch is not None:
                 verdict = Verdict.PATCH
-                patch = decision.patch["spec"]
+                patch = target = decision.patch["spec"]
                 change = describe_fields(
                     patch["ipFamilyPolicy"], patch.get("ipFamilies", svc.ip_families)
                 )
@@ -140,6 +211,9 @@ def plan_lines(
                 change=change,
                 risk=risk,
                 automatic=automatic,
+                findings=[]
+                if decision.state == State.EXCLUDED
+                else readiness(svc, target_families(svc, target, cluster), rules),
             )
     for name, losers in conflicts.items():
         if name in lines:
@@ -151,16 +225,54 @@ def build_report(
     policies: Mapping[str, Sequence[PolicyView]],
     services: Mapping[str, Sequence[ServiceView]],
     cluster: Sequence[IPFamily],
+    readings: Readings | None = None,
 ) -> Report:
-    """The plan for every namespace that has a policy."""
+    """The plan for every namespace that has a policy, and the cluster's section."""
+    readings = readings or Readings(not_checked=["readiness: not read"])
     lines: list[Line] = []
     namespaces = sorted(ns for ns, views in policies.items() if views)
+    netpols = readings.network_policies
     for ns in namespaces:
-        lines += plan_lines(policies[ns], services.get(ns, ()), cluster)
-    return Report([str(f) for f in cluster], lines, namespaces)
+        found = None if netpols is None else netpols.get(ns, ())
+        lines += plan_lines(policies[ns], services.get(ns, ()), cluster, found)
+    families = [str(f) for f in cluster]
+    return Report(families, lines, namespaces, cluster_section(families, services, readings))
 
 
-COLUMNS = ("NAMESPACE", "SERVICE", "TYPE", "NOW", "POLICY", "VERDICT", "CHANGE", "RISK")
+def cluster_section(
+    families: list[str], services: Mapping[str, Sequence[ServiceView]], readings: Readings
+) -> ClusterSection:
+    dns = readings.dns
+    checked = check_dns(dns, families) if dns is not None else None
+    if dns is not None:
+        said = f"kube-system/{dns.name}: {', '.join(dns.ip_families) or 'headless'}"
+    elif any(n.startswith("ClusterDNSSingleStack") for n in readings.not_checked):
+        said = "not checked"
+    else:
+        said = "no kube-system/kube-dns Service"
+    # PreferDualStack Services with one family: a conversion (or one that happened) gives
+    # them their second family only when they are written again.
+    touch = sum(
+        1
+        for views in services.values()
+        for svc in views
+        if svc.ip_family_policy == "PreferDualStack" and len(svc.ip_families) == 1
+    )
+    findings = [checked.finding] if checked is not None and checked.finding else []
+    return ClusterSection(families, said, findings, touch, list(readings.not_checked))
+
+
+COLUMNS = (
+    "NAMESPACE",
+    "SERVICE",
+    "TYPE",
+    "NOW",
+    "POLICY",
+    "VERDICT",
+    "CHANGE",
+    "RISK",
+    "READINESS",
+)
 
 
 def _row(line: Line) -> list[str]:
@@ -179,6 +291,7 @@ def _row(line: Line) -> list[str]:
         verdict,
         line.change,
         line.risk,
+        ", ".join(f"{f.reason} ({f.severity})" for f in line.findings),
     ]
 
 
@@ -188,8 +301,33 @@ def _summary(report: Report) -> str:
     return (
         f"cluster families: {', '.join(report.cluster) or 'unknown'}; "
         f"{totals['services']} Services in {totals['namespaces']} namespaces: {parts}; "
-        f"{totals['conflicts']} selected by more than one policy"
+        f"{totals['conflicts']} selected by more than one policy; readiness: "
+        f"{totals['blocking']} blocking, {totals['advisory']} advisory"
     )
+
+
+def _details(report: Report) -> list[str]:
+    """The cluster section, then each finding's message: what to fix, and how."""
+    section = report.section
+    if section is None:
+        return []
+    out = [
+        "cluster:",
+        f"  families: {', '.join(section.families) or 'unknown'}",
+        f"  DNS: {section.dns}",
+        f"  PreferDualStack Services with one family (written again, they get the "
+        f"second once the cluster has it): {section.touch_after_conversion}",
+    ]
+    out += [f"  {f.reason} ({f.severity}): {f.message}" for f in section.findings]
+    out += [f"  not checked: {n}" for n in section.not_checked]
+    found = [(line, f) for line in report.lines for f in line.findings]
+    if found:
+        out += ["readiness:"]
+        out += [
+            f"  {line.namespace}/{line.service}: {f.reason} ({f.severity}): {f.message}"
+            for line, f in found
+        ]
+    return out
 
 
 def render_table(report: Report) -> str:
@@ -198,7 +336,7 @@ def render_table(report: Report) -> str:
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
     ]
-    return "\n".join([*out, "", _summary(report)]) + "\n"
+    return "\n".join([*out, "", _summary(report), *_details(report)]) + "\n"
 
 
 def render_markdown(report: Report) -> str:
@@ -211,18 +349,58 @@ def render_markdown(report: Report) -> str:
         *("| " + " | ".join(esc(c) for c in _row(line)) + " |" for line in report.lines),
         "",
         _summary(report),
+        "",
+        *(f"- {d.strip()}" if d.startswith("  ") else f"**{d}**" for d in _details(report)),
     ]
     return "\n".join(out) + "\n"
 
 
-def render_json(report: Report) -> str:
-    doc: dict[str, Any] = {
+def report_doc(report: Report) -> dict[str, Any]:
+    """The report as JSON: every line with its findings, the cluster section, totals."""
+    return {
         "clusterIPFamilies": report.cluster,
         "namespaces": report.namespaces,
         "services": [{**asdict(line), "verdict": str(line.verdict)} for line in report.lines],
+        "cluster": asdict(report.section) if report.section is not None else None,
         "totals": report.totals(),
     }
-    return json.dumps(doc, indent=2) + "\n"
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_doc(report), indent=2) + "\n"
 
 
 RENDERERS = {"table": render_table, "json": render_json, "markdown": render_markdown}
+
+
+FLEET_COLUMNS = ("CONTEXT", "FAMILIES", "DNS", "SERVICES", *(str(v).upper() for v in Verdict))
+
+
+def _fleet_row(name: str, report: Report) -> list[str]:
+    totals = report.totals()
+    dns = report.section.dns if report.section is not None else ""
+    return [
+        name,
+        ",".join(report.cluster) or "unknown",
+        dns.split(": ", 1)[-1],
+        str(totals["services"]),
+        *(str(totals[str(v)]) for v in Verdict),
+        str(totals["blocking"]),
+        str(totals["advisory"]),
+    ]
+
+
+def render_fleet(reports: Mapping[str, Report], output: str) -> str:
+    """Several clusters: one summary row each, then each cluster's plan beneath."""
+    if output == "json":
+        doc = {
+            "clusters": [{"context": name, **report_doc(r)} for name, r in reports.items()],
+        }
+        return json.dumps(doc, indent=2) + "\n"
+    header = [*FLEET_COLUMNS, "BLOCKING", "ADVISORY"]
+    rows = [header, *(_fleet_row(name, r) for name, r in reports.items())]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for name, report in reports.items():
+        out += ["", f"== {name} ==", RENDERERS[output](report).rstrip("\n")]
+    return "\n".join(out) + "\n"

@@ -52,6 +52,7 @@ class State(Protocol):
     def policies(self) -> Iterable[PolicyView]: ...
     def summary(self, namespace: str, name: str) -> Summary | None: ...
     def cluster_families(self) -> list[IPFamily]: ...
+    def cluster_dns_families(self) -> list[str] | None: ...
 
 
 @dataclass
@@ -193,6 +194,18 @@ class _Collector(Collector):
         for family in IPFamily:
             families.add_metric([str(family)], 1 if family in offered else 0)
 
+        dns = GaugeMetricFamily(
+            "dualstack_cluster_dns_ip_families",
+            "IP families of the cluster DNS Service, kube-system/kube-dns (1) or not (0); "
+            "none while it is not watched (ClusterDNSSingleStack when it lacks a family "
+            "the cluster offers).",
+            labels=["family"],
+        )
+        served = self.state.cluster_dns_families()
+        if served is not None:
+            for family in IPFamily:
+                dns.add_metric([str(family)], 1 if str(family) in served else 0)
+
         errors = CounterMetricFamily(
             "dualstack_reconcile_errors",
             "Reconcile failures: a policy pass or a Service remediation that failed.",
@@ -200,7 +213,17 @@ class _Collector(Collector):
         )
         for kind, count in sorted(self.metrics.errors.items()):
             errors.add_metric([kind], count)
-        yield from (services, drift, info, remediations, recreations, reverts, families, errors)
+        yield from (
+            services,
+            drift,
+            info,
+            remediations,
+            recreations,
+            reverts,
+            families,
+            dns,
+            errors,
+        )
 
 
 async def serve(

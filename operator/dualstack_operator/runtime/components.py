@@ -13,7 +13,8 @@ from typing import Any
 
 from dualstack_operator.admission.native import AdmissionStore, NativeAdmission
 from dualstack_operator.api.models import Admission
-from dualstack_operator.core.views import PolicyView
+from dualstack_operator.api.names import DNS_NAMESPACE
+from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.cache import (
     ClusterFamilies,
     FamilySource,
@@ -39,6 +40,7 @@ from dualstack_operator.kube.policies import PolicyCalls
 from dualstack_operator.kube.resources import (
     CLUSTER_POLICIES,
     NAMESPACES,
+    NETWORK_POLICIES,
     POLICIES,
     SERVICE_CIDR_RANGES,
 )
@@ -83,6 +85,7 @@ class Components:
     reconciler: Reconciler
     gate: PeeringGate
     caches: list[Reflector[Any]] = field(default_factory=list)
+    _dns_families: tuple[str, ...] = ()  # the cluster DNS Service's, as last seen
 
     def loops(self, families: FamilySource) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """The component loops, by name, to run as tasks."""
@@ -122,6 +125,18 @@ class Components:
         """A ServiceCIDR changed: the families are looked at again now."""
         self.views.cluster.nudge()
 
+    def service_changed(self, namespace: str) -> None:
+        """A Service changed: its namespace gets a pass; and when the cluster DNS Service's
+        families changed, every policy's namespace (its ClusterDNS condition)."""
+        self.queue.mark(namespace)
+        if namespace != DNS_NAMESPACE:
+            return
+        dns = self.views.cluster_dns()
+        families = dns.ip_families if isinstance(dns, ServiceView) else ()
+        if families != self._dns_families:
+            self._dns_families = families
+            self.mark_all()
+
     def namespace_changed(self, name: str) -> None:
         """A namespace's labels may bring it under a cluster policy or take it away."""
         if self.views.cluster_policy_list():
@@ -145,14 +160,16 @@ def build_components(
     rec, cache, watched = settings.reconcile, settings.cache, settings.namespaces
     clock = clock or LoopClock()
     queue = WorkQueue(rec.coalesce_seconds, rec.resync_seconds, clock)
-    services = ServiceCache(ports.services, cache, watched, queue.mark)
-    slices = SliceCache(ports.services, cache, watched, queue.mark)
-    caches: list[Reflector[Any]] = [services, slices]
-    families = ClusterFamilies()
     components: Components | None = None
 
     def later(method: str) -> Callable[[str], None]:
         return lambda ns: getattr(components, method)(ns) if components else None
+
+    services = ServiceCache(ports.services, cache, watched, later("service_changed"))
+    slices = SliceCache(ports.services, cache, watched, queue.mark)
+    caches: list[Reflector[Any]] = [services, slices]
+    families = ClusterFamilies()
+    network_policies = None
 
     if policies is None:
         client = ports.client
@@ -178,7 +195,13 @@ def build_components(
             lambda _: components.cidrs_changed() if components else None,
             what="ServiceCIDRs", optional=True,
         )  # fmt: skip
-        caches += [own, cluster, namespaces, cidrs]
+        # NetworkPolicies, for readiness (NetworkPolicyOneFamily): one lean watch, as
+        # for Services; a change brings a pass of its namespace.
+        network_policies = Reflector(
+            client.lister(NETWORK_POLICIES), client.watcher(NETWORK_POLICIES), cache, watched,
+            queue.mark, what="NetworkPolicies",
+        )  # fmt: skip
+        caches += [own, cluster, namespaces, cidrs, network_policies]
         families.watched = cidrs
         policies = (Grouped(own), Grouped(cluster), Labels(namespaces))
     views = Views(
@@ -190,6 +213,7 @@ def build_components(
         own_namespace=settings.journal_namespace,
         watched=watched,
         slices=slices,
+        network_policies=network_policies,
     )
     native = NativeAdmission(ports.admission, settings.admission == Admission.POLICY, watched)
     reconciler = Reconciler(
