@@ -146,39 +146,46 @@ LB_CLASS = "dualstack.dev/metallb-test"  # MetalLB serves only this test's Servi
 def test_a_load_balancer_of_one_family_is_reported_until_a_dual_pool_serves_it(
     dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
 ) -> None:
-    """A real MetalLB controller allocates: with an IPv4-only IPAddressPool a
-    PreferDualStack LoadBalancer gets one IPv4 address (MissingLoadBalancerAddress);
-    once the pool has an IPv6 range MetalLB adds that family and the finding clears."""
+    """A real MetalLB controller allocates from two IPAddressPools: an IPv4-only one
+    (assigned automatically) and a dual one (asked for by name). A PreferDualStack
+    LoadBalancer from the first gets one IPv4 address: MissingLoadBalancerAddress. One
+    from the dual pool gets both: compliant. Once the first pool has an IPv6 range,
+    MetalLB adds that family and the finding clears."""
     ns = dual.namespace or ""
     metallb = MetalLB.of(dual_cluster, lb_class=LB_CLASS)
-    pool = f"pool-{ns}"[:63]
+    v4, both = f"v4-{ns}"[:63], f"dual-{ns}"[:63]
     try:
         metallb.start()
-        metallb.apply_pool(pool, ["192.0.2.64/28"])
-        dual.create(
-            service(
-                "shop",
-                type="LoadBalancer",
-                loadBalancerClass=LB_CLASS,
-                ipFamilyPolicy="PreferDualStack",
-                ipFamilies=["IPv4", "IPv6"],
-            )
-        )
+        metallb.apply_pool(v4, ["192.0.2.64/28"])
+        metallb.apply_pool(both, ["198.51.100.64/28", "2001:db8:65::/124"], auto_assign=False)
+        lb = {
+            "type": "LoadBalancer",
+            "loadBalancerClass": LB_CLASS,
+            "ipFamilyPolicy": "PreferDualStack",
+            "ipFamilies": ["IPv4", "IPv6"],
+        }
+        dual.create(service("shop", **lb))
+        cart = service("cart", **lb)
+        cart["metadata"]["annotations"] = {"metallb.io/address-pool": both}
+        dual.create(cart)
         wait_for("an IPv4 address", lambda: metallb.ingress(ns, "shop"))
+        wait_for("two addresses", lambda: len(metallb.ingress(ns, "cart")) == 2)
         operator = start_operator(dual_cluster, dual, "--resync-seconds=2")
         dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
         status = status_when(dual, lambda s: s.get("driftedServices") == 1)
         (entry,) = status["drift"]
+        assert entry["service"] == "shop"
         assert entry["reason"] == "MissingLoadBalancerAddress"
         assert "no IPv6 one" in entry["message"]
         assert "IPAddressPool" in entry["message"]
+        assert status["compliantServices"] == 1, "cart, from the dual pool"
         wait_for("the event", lambda: events(dual, "shop", "MissingLoadBalancerAddress"))
 
-        metallb.apply_pool(pool, ["192.0.2.64/28", "2001:db8:64::/124"])
-        status_when(dual, lambda s: s.get("compliantServices") == 1 and not s.get("drift"))
+        metallb.apply_pool(v4, ["192.0.2.64/28", "2001:db8:64::/124"])
+        status_when(dual, lambda s: s.get("compliantServices") == 2 and not s.get("drift"))
         got = {":" in ip for ip in metallb.ingress(ns, "shop")}
         assert got == {False, True}, "MetalLB gave it an IPv6 address as well"
-        assert not service_patches(dual_cluster.audit.writes(ns)), "the Service was not written"
+        assert not service_patches(dual_cluster.audit.writes(ns)), "no Service was written"
         labels = f'namespace="{ns}",policy="default",reason="MissingLoadBalancerAddress"'
         wait_for(
             "the metric", lambda: f"dualstack_service_drift{{{labels}}} 0.0" in operator.scrape()
@@ -186,4 +193,4 @@ def test_a_load_balancer_of_one_family_is_reported_until_a_dual_pool_serves_it(
     finally:
         metallb.stop()
         admin = dual.in_namespace(METALLB_NAMESPACE)
-        admin.run("delete", "ipaddresspool", pool, "--ignore-not-found")
+        admin.run("delete", "ipaddresspool", v4, both, "--ignore-not-found")
