@@ -226,10 +226,13 @@ def test_the_whole_migration_of_a_live_cluster(
     blocked = _plan(cluster, _policy_file(tmp_path, **target), "shop")
     verdicts = {s["service"]: s["verdict"] for s in blocked["services"]}
     assert verdicts["web"] == verdicts["checkout"] == "Blocked", verdicts
+    assert blocked["cluster"]["dns"] == "kube-system/kube-dns: IPv4"
 
-    start_operator(cluster, shop, "--journal-namespace=shop")
+    # Watching kube-system too: the real CoreDNS's kube-dns is the ClusterDNS condition.
+    start_operator(cluster, shop, "--journal-namespace=shop", "--namespace=kube-system")
     shop.create(dsp(ipFamilyPolicy="PreferDualStack"))
-    status_when(shop, lambda s: s.get("compliantServices") == 3)
+    status = status_when(shop, lambda s: s.get("compliantServices") == 3)
+    assert "ClusterDNS" not in {c["type"] for c in status["conditions"]}, "single-stack"
 
     # The conversion, the v1.33+ way: the ServiceCIDR, the flags, the node.
     began = time.monotonic()
@@ -265,7 +268,9 @@ def test_the_whole_migration_of_a_live_cluster(
         lambda: (lambda pods: pods if _both_families(pods) else None)(ready_pods(shop, "web", 2)),
         timeout=180,
     )
-    status_when(shop, lambda s: s.get("compliantServices") == 3, timeout=60)
+    status = status_when(shop, lambda s: s.get("compliantServices") == 3, timeout=60)
+    dns = next(c for c in status["conditions"] if c["type"] == "ClusterDNS")
+    assert (dns["status"], dns["reason"]) == ("True", "ClusterDNSDualStack"), dns
     dual = shop.get("service", "web")["spec"]["clusterIPs"]
     assert dual[0] == ipv4["web"]
     assert answers(dual[1]), "traffic reaches the IPv6 ClusterIP"
@@ -277,6 +282,7 @@ def test_the_whole_migration_of_a_live_cluster(
     recreate = _plan(cluster, _policy_file(tmp_path, **target), "shop")
     verdicts = {s["service"]: s["verdict"] for s in recreate["services"]}
     assert verdicts == {"web": "Recreate", "checkout": "Recreate", "db": "Patch"}, verdicts
+    assert recreate["cluster"]["dns"] == "kube-system/kube-dns: IPv4, IPv6"
 
     with both_paths(traffic, ipv4["web"], name, server) as probers:
         shop.run(

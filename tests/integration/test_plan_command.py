@@ -139,7 +139,7 @@ def test_plan_needs_only_list_rights_and_no_crd(
         assert doc["totals"]["Recreate"] == 3
         # What it may not read is said, not failed on.
         assert doc["cluster"]["not_checked"] == [
-            "NetworkPolicyOneFamily: no right to list and watch networkpolicies",
+            "NetworkPolicyOneFamily: no right to list networkpolicies",
         ]
         assert doc["cluster"]["dns"] == "no kube-system/kube-dns Service"
         # Without -f it would need to list policies: one clear line, no traceback.
@@ -283,3 +283,10 @@ def test_plan_is_a_readiness_report_for_each_cluster_of_a_fleet(
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
     assert "nowhere" in missing.stderr
+    # In a fleet, a cluster that cannot be read is an error row; the others are read.
+    partly = plan(fleet, "--context", current, "--context", "nowhere", "-f", str(path))
+    assert partly.returncode == 1, partly.stderr
+    assert "Traceback" not in partly.stderr
+    rows = {line.split()[0]: line.split()[1] for line in partly.stdout.splitlines()[1:3]}
+    assert rows == {current: "IPv4,IPv6", "nowhere": "error"}
+    assert "== nowhere ==\nerror: kubeconfig, context nowhere:" in partly.stdout

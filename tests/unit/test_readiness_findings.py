@@ -33,7 +33,10 @@ def svc(families: tuple[str, ...] = DUAL, status: Any = None, **spec: Any) -> Se
 
 
 def netpol(name: str, *rules: list[str], selector: Any = None, **spec: Any) -> NetworkPolicyView:
-    ingress = [{"from": [{"ipBlock": {"cidr": c}} for c in cidrs]} for cidrs in rules]
+    """Ingress rules of ipBlocks ([] : a rule without `from`, which admits every source)."""
+    ingress = [
+        {"from": [{"ipBlock": {"cidr": c}} for c in cidrs]} if cidrs else {} for cidrs in rules
+    ]
     body = {
         "metadata": {"namespace": "shop", "name": name},
         "spec": {"podSelector": selector or {}, "ingress": ingress, **spec},
@@ -70,6 +73,16 @@ def test_source_ranges_and_external_ips_of_one_family() -> None:
     assert reasons(ranges) == ["SourceRangesOneFamily"]
     both = svc(type="LoadBalancer", loadBalancerSourceRanges=["10.0.0.0/8", "2001:db8::/32"])
     assert reasons(both) == []
+    annotation = {
+        "service.beta.kubernetes.io/load-balancer-source-ranges": "10.0.0.0/8, 192.0.2.0/24"
+    }
+    annotated = ServiceView.from_body(
+        {
+            "metadata": {"name": "old-chart", "annotations": annotation},
+            "spec": {"type": "LoadBalancer", "ipFamilies": list(DUAL)},
+        }
+    )
+    assert reasons(annotated) == ["SourceRangesOneFamily"], "the annotation older charts set"
     assert reasons(svc(externalIPs=["198.51.100.7"])) == ["ExternalIPsOneFamily"]
     assert reasons(svc(externalIPs=["198.51.100.7", "2001:db8::7"])) == []
     assert reasons(svc(("IPv6",), externalIPs=["198.51.100.7"])) == [], "single-stack"
@@ -90,8 +103,20 @@ def test_network_policies_selecting_the_pods_with_one_family_blocks() -> None:
     egress = netpol("out", ["10.0.0.0/8"], policyTypes=["Egress"])
     assert reasons(web, [egress]) == [], "an egress-only policy does not guard the Service"
     assert reasons(svc(), [allow]) == [], "a Service without a selector has no known pods"
-    everyone = netpol("all-pods", [], ["10.0.0.0/8"])  # rule 1; empty selector: every pod
-    assert "rule 1" in service_findings(web, [everyone])[0].message
+    everyone = netpol("all-pods", ["2001:db8::/32", "fd00::/8"], ["10.0.0.0/8"])
+    assert reasons(web, [everyone]) == [], "rule 0 admits IPv6: the rules add up"
+    v4 = netpol("all-pods", ["10.0.0.0/8"])  # an empty podSelector: every pod
+    v6 = netpol("v6", ["fd00::/8"], selector={"matchLabels": {"app": "web"}})
+    assert reasons(web, [v4, v6]) == [], "and so do the policies selecting the pods"
+    assert reasons(web, [v4, netpol("any", [])]) == [], "a rule without from admits all"
+    maybe = {"matchExpressions": [{"key": "canary", "operator": "DoesNotExist"}]}
+    assert reasons(web, [netpol("maybe", selector=maybe)]) == [], "cannot tell: not said"
+    assert reasons(web, [v4, netpol("maybe", ["fd00::/8"], selector=maybe)]) == []
+    assert reasons(web, [v4, netpol("maybe", ["10.1.0.0/16"], selector=maybe)]) == [
+        "NetworkPolicyOneFamily"
+    ]
+    empty_types = netpol("typed", ["10.0.0.0/8"], policyTypes=[])
+    assert reasons(web, [empty_types]) == ["NetworkPolicyOneFamily"], "policyTypes [] is Ingress"
 
 
 def test_only_compliant_dual_stack_services_get_a_finding_as_drift() -> None:

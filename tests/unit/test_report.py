@@ -188,3 +188,7 @@ def test_a_fleet_has_one_summary_row_per_cluster_then_each_plan() -> None:
     doc = json.loads(render_fleet(reports, "json"))
     assert [c["context"] for c in doc["clusters"]] == ["east", "west"]
     assert doc["clusters"][1]["totals"]["Blocked"] == 1
+    md = render_fleet({**reports, "north": "connection refused"}, "markdown")
+    assert md.startswith("| Context | Families | Dns | Services |")
+    assert "| north | error |" in md
+    assert "== north ==\nerror: connection refused" in md

@@ -52,7 +52,7 @@ CLUSTER_DNS_SINGLE_STACK = "ClusterDNSSingleStack"
 CLUSTER_DNS_DUAL_STACK = "ClusterDNSDualStack"
 # What each finding needs to be read, for "not checked" when the right is missing.
 NEEDS = {
-    DriftReason.NETWORK_POLICY_ONE_FAMILY: "list and watch networkpolicies",
+    DriftReason.NETWORK_POLICY_ONE_FAMILY: "list networkpolicies",
     CLUSTER_DNS_SINGLE_STACK: "list services in kube-system",
 }
 
@@ -87,8 +87,8 @@ def load_balancer(svc: ServiceView) -> Finding | None:
     have, missing = one
     message = (
         f"the LoadBalancer has {have} addresses ({', '.join(svc.lb_ingress)}) and no {missing} "
-        f"one: {missing} clients cannot reach it from outside. Give the load balancer a "
-        f"{missing} pool or frontend (MetalLB: an IPAddressPool with a {missing} range; "
+        f"one: {missing} clients cannot reach it from outside. Give the load balancer an "
+        f"{missing} pool or frontend (MetalLB: an IPAddressPool with an {missing} range; "
         "cloud LBs may need a dual-stack annotation); the Service itself is right"
     )
     return Finding(DriftReason.MISSING_LOAD_BALANCER_ADDRESS, Severity.BLOCKING, message)
@@ -114,25 +114,33 @@ def external_ips(svc: ServiceView) -> Finding | None:
     have, missing = one
     message = (
         f"externalIPs are {have} only ({', '.join(svc.external_ips)}): clients that reach the "
-        f"Service at an external address cannot use {missing}. Add a {missing} external "
-        "address routed to the nodes, or drop externalIPs if the ClusterIPs suffice"
+        f"Service at an external address cannot use {missing}. Add an {missing} external "
+        "address routed to the nodes, or drop externalIPs (the API server warns that they "
+        "are deprecated) if the ClusterIPs suffice"
     )
     return Finding(DriftReason.EXTERNAL_IPS_ONE_FAMILY, Severity.BLOCKING, message)
 
 
-def applies_to(policy: NetworkPolicyView, svc: ServiceView) -> bool:
-    """Whether the NetworkPolicy selects the Service's pods. The pods are known by the
-    Service's selector: a podSelector the selector's labels satisfy selects every pod of
-    the Service (pods carry those labels at least)."""
-    if not svc.selector or policy.pod_selector is None or not policy.ingress:
+def applies_to(policy: NetworkPolicyView, svc: ServiceView) -> bool | None:
+    """Whether the NetworkPolicy selects the Service's pods, known by the Service's
+    selector: a podSelector of positive terms (matchLabels, In, Exists) that the
+    selector's labels satisfy selects every pod of the Service (pods carry those labels
+    at least); one that they do not, none. None: it cannot be told (NotIn and
+    DoesNotExist depend on labels the pods may carry beyond the selector)."""
+    selector = policy.pod_selector
+    if not svc.selector or selector is None or not policy.ingress:
         return False
-    return selects(policy.pod_selector, svc.selector)
+    if any(r.operator in NEGATIVE for r in selector.match_expressions or ()):
+        return None
+    return selects(selector, svc.selector)
+
+
+NEGATIVE = frozenset({"NotIn", "DoesNotExist"})
 
 
 @dataclass(frozen=True)
 class OneFamilyRule:
-    """An ingress rule whose ipBlocks are of one family: found once per namespace, then
-    matched against each Service (most namespaces have none, and then nothing is)."""
+    """An ingress rule whose ipBlocks are of one family."""
 
     policy: NetworkPolicyView
     index: int
@@ -140,38 +148,66 @@ class OneFamilyRule:
     family: str
 
 
-def one_family_rules(policies: Iterable[NetworkPolicyView]) -> list[OneFamilyRule]:
-    """The first one-family ingress rule of each NetworkPolicy, by policy name."""
+@dataclass(frozen=True)
+class IngressPolicy:
+    """A NetworkPolicy's ingress, summed up once per namespace: the families its ipBlocks
+    name, whether a rule admits every source, and its first one-family rule."""
+
+    policy: NetworkPolicyView
+    families: frozenset[str]
+    admits_all: bool
+    first: OneFamilyRule | None
+
+
+def ingress_policies(policies: Iterable[NetworkPolicyView]) -> list[IngressPolicy]:
+    """The namespace's ingress policies, by name; empty when none names an ipBlock (then
+    no Service of the namespace can have a finding, and none is looked at)."""
     out = []
     for policy in sorted(policies, key=lambda p: p.name):
-        if not policy.rules or not policy.ingress or policy.pod_selector is None:
+        if not policy.ingress or policy.pod_selector is None:
             continue
+        families: set[str] = set()
+        first = None
         for index, cidrs in policy.rules:
             named = {f for f in map(family_of, cidrs) if f is not None}
-            if len(named) == 1:
-                out.append(OneFamilyRule(policy, index, cidrs, named.pop()))
-                break
-    return out
+            families |= named
+            if first is None and len(named) == 1:
+                first = OneFamilyRule(policy, index, cidrs, next(iter(named)))
+        out.append(IngressPolicy(policy, frozenset(families), policy.admits_all, first))
+    return out if any(p.families for p in out) else []
 
 
-def network_policies(svc: ServiceView, rules: Sequence[OneFamilyRule]) -> Finding | None:
-    """The first one-family rule of a NetworkPolicy selecting the Service's pods."""
-    for rule in rules:
-        if rule.family not in svc.ip_families or not applies_to(rule.policy, svc):
+def network_policies(svc: ServiceView, policies: Sequence[IngressPolicy]) -> Finding | None:
+    """NetworkPolicies add up: a source is admitted if any ingress rule of any policy
+    selecting the pods admits it. So a finding is the union of them all naming ipBlocks
+    of one family, with no rule admitting every source; a policy that may select the pods
+    (a negative selector) can only take a finding away."""
+    named: set[str] = set()
+    first: OneFamilyRule | None = None
+    for ingress in policies:
+        applies = applies_to(ingress.policy, svc)
+        if applies is False:
             continue
-        missing = next(f for f in svc.ip_families if f != rule.family)
-        message = (
-            f"NetworkPolicy {rule.policy.name} selects its pods and its ingress rule "
-            f"{rule.index} admits {rule.family} blocks only ({', '.join(rule.cidrs)}): "
-            f"{missing} clients outside the cluster are refused. Add the matching {missing} "
-            f"ipBlock ({'::/0' if missing == 'IPv6' else '0.0.0.0/0'} beside "
-            f"{'0.0.0.0/0' if missing == 'IPv6' else '::/0'}, say) to that rule"
-        )
-        return Finding(DriftReason.NETWORK_POLICY_ONE_FAMILY, Severity.BLOCKING, message)
-    return None
+        if ingress.admits_all:
+            return None
+        named |= ingress.families
+        if applies and first is None and ingress.first is not None:
+            first = ingress.first
+    if first is None or len(named) != 1 or first.family not in svc.ip_families:
+        return None
+    missing = next(f for f in svc.ip_families if f != first.family)
+    message = (
+        f"NetworkPolicy {first.policy.name} selects its pods and its ingress rule "
+        f"{first.index} admits {first.family} blocks only ({', '.join(first.cidrs)}), and no "
+        f"policy selecting them admits {missing} ones: {missing} clients outside the cluster "
+        f"are refused. Add the matching {missing} ipBlock "
+        f"({'::/0' if missing == 'IPv6' else '0.0.0.0/0'} beside "
+        f"{'0.0.0.0/0' if missing == 'IPv6' else '::/0'}, say) to that rule"
+    )
+    return Finding(DriftReason.NETWORK_POLICY_ONE_FAMILY, Severity.BLOCKING, message)
 
 
-def findings_of(svc: ServiceView, rules: Sequence[OneFamilyRule] | None) -> list[Finding]:
+def findings_of(svc: ServiceView, rules: Sequence[IngressPolicy] | None) -> list[Finding]:
     """Every readiness finding of a dual-stack Service (``rules`` None: NetworkPolicies
     not checked). Most Services have none of the fields looked at: they cost a test."""
     if len(svc.ip_families) < 2:
@@ -188,7 +224,7 @@ def service_findings(
     svc: ServiceView, policies: Iterable[NetworkPolicyView] | None
 ) -> list[Finding]:
     """``findings_of`` for one Service and the NetworkPolicies of its namespace."""
-    return findings_of(svc, one_family_rules(policies) if policies is not None else None)
+    return findings_of(svc, ingress_policies(policies) if policies is not None else None)
 
 
 def with_readiness(
@@ -198,7 +234,7 @@ def with_readiness(
 ) -> list[PolicyPlan]:
     """The plans with the first readiness finding of each compliant dual-stack Service as
     its verdict (the others are named in its message)."""
-    rules = one_family_rules(policies) if policies is not None else None
+    rules = ingress_policies(policies) if policies is not None else None
     out = []
     for plan in plans:
         overrides = {}

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from sys import intern
+from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from dualstack_operator.api.models import (
@@ -51,7 +52,7 @@ class ServiceView:
     # What readiness reads past the family fields (empty for most Services): the pod
     # selector (which NetworkPolicies apply), the LoadBalancer's assigned addresses ("" for
     # an entry with a hostname only), loadBalancerSourceRanges and externalIPs.
-    selector: Mapping[str, str] = field(default_factory=dict)
+    selector: Mapping[str, str] = field(default_factory=lambda: _NO_LABELS)
     lb_ingress: tuple[str, ...] = ()
     source_ranges: tuple[str, ...] = ()
     external_ips: tuple[str, ...] = ()
@@ -64,7 +65,6 @@ class ServiceView:
         appliers, writer = family_owners(meta.get("managedFields") or ())
         policy = spec.get("ipFamilyPolicy")
         labels = _interned(meta.get("labels"))
-        selector = _interned(spec.get("selector"))
         return cls(
             namespace=intern(str(meta.get("namespace", ""))),
             name=str(meta.get("name", "")),
@@ -78,18 +78,31 @@ class ServiceView:
             recreate=str(annotations.get(RECREATE_ANNOTATION, "")).lower() == "true",
             applied_by=tuple(intern(m) for m in appliers),
             written_by=intern(writer) if writer else None,
-            # Often the labels themselves: one dict for both (tens of thousands are kept).
-            selector=labels if selector == labels else selector or _NO_LABELS,
-            lb_ingress=tuple(
-                str(i.get("ip") or "")
-                for i in ((body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
-            ),
-            source_ranges=tuple(str(r) for r in spec.get("loadBalancerSourceRanges") or ()),
-            external_ips=tuple(str(a) for a in spec.get("externalIPs") or ()),
+            **_readiness_fields(body, labels),
         )
 
 
-_NO_LABELS: Mapping[str, str] = {}
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+
+def _readiness_fields(body: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """What readiness reads (``plan`` judges a single-stack Service on the families it
+    will have, so every Service keeps them; most have none of them)."""
+    spec = body.get("spec") or {}
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    selector = _interned(spec.get("selector"))
+    ranges = spec.get("loadBalancerSourceRanges") or [
+        r for r in str(annotations.get(SOURCE_RANGES_ANNOTATION, "")).split(",") if r.strip()
+    ]  # the annotation is what older charts set; the field wins
+    ingress = ((body.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+    return {
+        # Often the labels themselves: one dict for both (tens of thousands are kept).
+        "selector": labels if selector == labels else selector or _NO_LABELS,
+        "lb_ingress": tuple(str(i.get("ip") or "") for i in ingress),
+        "source_ranges": tuple(str(r).strip() for r in ranges),
+        "external_ips": tuple(str(a) for a in spec.get("externalIPs") or ()),
+    }
 
 
 def _interned(labels: Mapping[str, Any] | None) -> dict[str, str]:
@@ -288,15 +301,16 @@ class NamespaceView:
 
 @dataclass(frozen=True, slots=True)
 class NetworkPolicyView:
-    """What readiness reads of a NetworkPolicy: which pods it selects and, for each of its
-    ingress rules that names ipBlocks, their CIDRs (rules of pod and namespace selectors
-    admit pods of every family, so they are not kept)."""
+    """What readiness reads of a NetworkPolicy: which pods it selects and, for its
+    ingress, whether a rule admits every source and the ipBlock CIDRs of each rule that
+    has any (pod and namespace selectors admit pods of every family: not kept)."""
 
     namespace: str
     name: str
     pod_selector: LabelSelector | None  # None: a selector the operator cannot read
     ingress: bool  # whether it restricts ingress (policyTypes, or its default)
     rules: tuple[tuple[int, tuple[str, ...]], ...] = ()  # (rule index, ipBlock CIDRs)
+    admits_all: bool = False  # an ingress rule without `from`: every source
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> NetworkPolicyView:
@@ -309,10 +323,15 @@ class NetworkPolicyView:
             selector = None
         types = spec.get("policyTypes")
         rules = []
+        admits_all = False
         for index, rule in enumerate(spec.get("ingress") or ()):
+            peers = (rule or {}).get("from")
+            if not peers:
+                admits_all = True
+                continue
             cidrs = tuple(
                 str(peer["ipBlock"].get("cidr") or "")
-                for peer in (rule or {}).get("from") or ()
+                for peer in peers
                 if isinstance(peer, Mapping) and isinstance(peer.get("ipBlock"), Mapping)
             )
             if cidrs:
@@ -321,6 +340,7 @@ class NetworkPolicyView:
             namespace=intern(str(meta.get("namespace", ""))),
             name=str(meta.get("name", "")),
             pod_selector=selector,
-            ingress=types is None or "Ingress" in types,
+            ingress=not types or "Ingress" in types,  # unset or empty: Ingress
             rules=tuple(rules),
+            admits_all=admits_all,
         )

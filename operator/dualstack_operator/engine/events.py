@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 
 from dualstack_operator.api import names
+from dualstack_operator.core.decision import State
 from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import PolicyPlan
 from dualstack_operator.core.readiness import READINESS_REASONS
@@ -56,25 +57,42 @@ class Events:
 
 class FindingEvents:
     """A Warning Event on a Service when a readiness finding appears or its message
-    changes: once per change, not once per pass (what was said is kept by Service, for
-    the Services that have a finding only)."""
+    changes: once per change, not once per pass. What was said is kept by Service, for
+    the Services that have a finding only; while another drift reason hides a finding
+    (MissingEndpoints, say) it stays said, and after a restart what the policies' status
+    already reports counts as said."""
 
     def __init__(self, events: Events) -> None:
         self.events = events
         self.said: dict[str, dict[str, tuple[str, str]]] = {}  # namespace -> name -> said
 
     async def report(self, namespace: str, plans: Iterable[PolicyPlan]) -> None:
-        now = {
-            name: (str(d.reason), d.message)
-            for plan in plans
-            for name, d in plan.decisions.items()
-            if d.reason in READINESS_REASONS
-        }
-        before = self.said.get(namespace, {})
+        plans = list(plans)
+        now: dict[str, tuple[str, str]] = {}
+        hidden: set[str] = set()  # drifted for another reason: its finding is not known now
+        for plan in plans:
+            for name, d in plan.decisions.items():
+                if d.reason in READINESS_REASONS:
+                    now[name] = (str(d.reason), d.message)
+                elif d.state == State.DRIFTED:
+                    hidden.add(name)
+        before = self.said.get(namespace)
+        if before is None:
+            before = {
+                str(entry.get("service")): (str(entry.get("reason")), str(entry.get("message")))
+                for plan in plans
+                for entry in plan.policy.status.get("drift") or ()
+                if entry.get("reason") in READINESS_REASONS
+            }
         for name, (reason, message) in sorted(now.items()):
             if before.get(name) != (reason, message):
                 await self.events.post(service_ref(namespace, name), "Warning", reason, message)
-        if now:
-            self.said[namespace] = now
+        said = {**{n: v for n, v in before.items() if n in hidden}, **now}
+        if said:
+            self.said[namespace] = said
         else:
-            self.said.pop(namespace, None)
+            self.forget(namespace)  # (what the status says is read again next time)
+
+    def forget(self, namespace: str) -> None:
+        """A namespace no policy governs any more: nothing said there is kept."""
+        self.said.pop(namespace, None)

@@ -19,15 +19,21 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dualstack_operator.api.models import Admission, IPFamily
+from dualstack_operator.api.names import DNS_NAMESPACE
 from dualstack_operator.core.endpoints import with_missing_endpoints
 from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import Planner, PolicyPlan, Summary
-from dualstack_operator.core.readiness import DnsCheck, check_dns, with_readiness
+from dualstack_operator.core.readiness import (
+    CLUSTER_DNS_DUAL_STACK,
+    DnsCheck,
+    check_dns,
+    with_readiness,
+)
 from dualstack_operator.core.status import build_cluster_status, build_status
 from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.backoff import Backoff
 from dualstack_operator.engine.cache import Views
-from dualstack_operator.engine.events import Events, FindingEvents
+from dualstack_operator.engine.events import Events, FindingEvents, service_ref
 from dualstack_operator.engine.ledger import Ledger
 from dualstack_operator.engine.peering import PeeringGate
 from dualstack_operator.engine.ports import (
@@ -109,6 +115,10 @@ class Reconciler:
         self.remediator = Remediator(writer, self.ledger, self.throttle, events, metrics, retry)
         self.status = StatusWriter(writer, self.throttle, events, metrics, retry)
         self.findings = FindingEvents(events)  # a Service's readiness finding: one Event
+        self.events = events
+        self._dns_key: tuple[object, tuple[IPFamily, ...]] | None = None
+        self._dns: DnsCheck | None = None
+        self._dns_said: DnsCheck | None = None  # what report_dns last said
         # primaryFamilyChange: Recreate (None: never recreates)
         self.recreations = (
             Recreations(recreator, events, metrics, backoff, retry) if recreator else None
@@ -215,8 +225,27 @@ class Reconciler:
         )
 
     def dns(self) -> DnsCheck | None:
-        """The cluster DNS Service, checked against the cluster's families (ClusterDNS)."""
-        return check_dns(self.views.cluster_dns(), self.views.cluster.families)
+        """The cluster DNS Service, checked against the cluster's families (ClusterDNS);
+        computed again only when the Service's view or the families change."""
+        view, families = self.views.cluster_dns(), tuple(self.views.cluster.families)
+        if self._dns_key is None or self._dns_key[0] is not view or self._dns_key[1] != families:
+            self._dns_key = (view, families)
+            self._dns = check_dns(view, families)
+        return self._dns
+
+    async def report_dns(self) -> None:
+        """One Event on the cluster DNS Service when its finding appears or goes (the
+        ClusterDNS condition of every policy says it too, without an Event each)."""
+        dns = self.dns()
+        said, self._dns_said = self._dns_said, dns
+        if dns is None or dns == said:
+            return
+        ref = service_ref(DNS_NAMESPACE, dns.name)
+        if dns.finding is not None:
+            await self.events.post(ref, "Warning", dns.finding.reason, dns.finding.message)
+        elif said is not None and said.finding is not None:
+            served = f"serves {', '.join(dns.families)}"
+            await self.events.post(ref, "Normal", CLUSTER_DNS_DUAL_STACK, served)
 
     async def reconcile(self, namespace: str) -> Result:
         policies = self.views.policies_in(namespace)
@@ -262,6 +291,7 @@ class Reconciler:
         gone = self._forget(namespace, policies)
         if not policies:
             self.planner.forget(namespace)
+            self.findings.forget(namespace)
             if gone:
                 self.ledger.forget_namespace(namespace)
                 log.info(
@@ -383,6 +413,7 @@ async def work(reconciler: Reconciler, queue: WorkQueue, gate: PeeringGate, view
             queue.settle(namespace, result)
         for namespace, result in (await reconciler.write_cluster_statuses()).items():
             queue.settle(namespace, result)
+        await reconciler.report_dns()
         shared = await reconciler.sync_shared_admission()
         native = reconciler.native
         if shared.requeue_after is not None and native is not None and native.parameters:

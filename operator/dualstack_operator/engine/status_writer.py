@@ -15,6 +15,8 @@ from dualstack_operator.engine.remediation import failed_write
 from dualstack_operator.engine.throttle import Throttle
 
 log = logging.getLogger("dualstack_operator.engine.status")
+# Conditions whose changes get no Event per policy (the reconciler posts one for all).
+QUIET_CONDITIONS = frozenset({"ClusterDNS"})
 
 
 class StatusWriter:
@@ -54,6 +56,8 @@ class StatusWriter:
         self.throttle.succeeded()
         old = {c.get("type"): c for c in policy.status.get("conditions") or []}
         for cond in status.get("conditions", []):
+            if cond["type"] in QUIET_CONDITIONS:
+                continue  # the same on every policy: said once, on the DNS Service
             before = old.get(cond["type"])
             healthy = cond["status"] == "True"
             if before is None and healthy:

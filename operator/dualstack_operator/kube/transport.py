@@ -80,12 +80,6 @@ class Transport:
         configuration.connection_pool_maxsize = REQUEST_CONNECTIONS + watches
         self._client = client.ApiClient(configuration)
 
-    @staticmethod
-    def contexts(kubeconfig: str | None) -> list[str]:
-        """The kubeconfig's context names (the plan's --all-contexts)."""
-        found, _ = config.list_kube_config_contexts(config_file=kubeconfig)
-        return [str(c["name"]) for c in found or []]
-
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()

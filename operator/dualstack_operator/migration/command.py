@@ -2,7 +2,8 @@
 
 Read-only by construction: it lists Services (and DualStackPolicies unless given
 with ``-f``), lists ServiceCIDRs for the cluster's families, NetworkPolicies for
-readiness, and gets kube-system/kube-dns, each where allowed; nothing else is sent.
+readiness, and lists kube-system/kube-dns by name, each where allowed; nothing else
+is sent.
 With ``-f`` it needs no CRD and no right but listing Services: a finding it has no
 right to read is reported as not checked. With ``--context`` (repeatable) or
 ``--all-contexts`` it reads each cluster in turn: one summary row per cluster, then
@@ -245,26 +246,38 @@ async def collect(args: argparse.Namespace, connect: Connect, context: str | Non
         await api.close()
 
 
-async def render(args: argparse.Namespace, connect: Connect, contexts: Contexts) -> str:
-    """One cluster's plan; or, for several contexts, the fleet's summary and each plan."""
+async def render(
+    args: argparse.Namespace, connect: Connect, contexts: Contexts
+) -> tuple[str, bool]:
+    """One cluster's plan; or, for several contexts (or --all-contexts), the fleet's
+    summary and each plan: a cluster that cannot be read is an error row, not the end.
+    True when every cluster was read."""
     names: list[str] = list(args.context)
     if args.all_contexts:
         names = contexts(args.kubeconfig)
         if not names:
             raise PlanInputError("the kubeconfig has no context")
-    if len(names) <= 1:
+    if len(names) <= 1 and not args.all_contexts:
         report = await collect(args, connect, names[0] if names else None)
-        return RENDERERS[args.output](report)
-    reports = {}
+        return RENDERERS[args.output](report), True
+    reports: dict[str, Report | str] = {}
     for name in names:
-        reports[name] = await collect(args, connect, name)
-    return render_fleet(reports, args.output)
+        try:
+            reports[name] = await collect(args, connect, name)
+        except (ApiError, PlanInputError) as err:
+            reports[name] = str(err)
+    ok = all(isinstance(r, Report) for r in reports.values())
+    return render_fleet(reports, args.output), ok
 
 
 def run(args: argparse.Namespace, connect: Connect, contexts: Contexts | None = None) -> int:
     listed: Contexts = contexts or (lambda _: [])
     try:
-        sys.stdout.write(asyncio.run(waiting_out_429(lambda: render(args, connect, listed))))
+        out, ok = asyncio.run(waiting_out_429(lambda: render(args, connect, listed)))
+        sys.stdout.write(out)
+        if not ok:
+            print("dualstack-operator plan: some clusters could not be read", file=sys.stderr)
+            return 1
     except PlanInputError as err:
         print(f"dualstack-operator plan: {err}", file=sys.stderr)
         return 2

@@ -26,11 +26,11 @@ from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import plan_namespace
 from dualstack_operator.core.readiness import (
     Finding,
-    OneFamilyRule,
+    IngressPolicy,
     Severity,
     check_dns,
     findings_of,
-    one_family_rules,
+    ingress_policies,
 )
 from dualstack_operator.core.recreation import describe_fields, recreatable, recreation_risk
 from dualstack_operator.core.views import NetworkPolicyView, PolicyView, ServiceView
@@ -127,7 +127,7 @@ def target_families(
 
 
 def readiness(
-    svc: ServiceView, families: tuple[str, ...], rules: Sequence[OneFamilyRule] | None
+    svc: ServiceView, families: tuple[str, ...], rules: Sequence[IngressPolicy] | None
 ) -> list[Finding]:
     """The readiness findings of the Service with the families it will have; the
     LoadBalancer's addresses only where they stay (a changed Service gets new ones)."""
@@ -150,7 +150,7 @@ def plan_lines(
     ]
     modes = {p.name: str(p.spec.mode) if p.spec else "" for p in views}
     by_name = {s.name: s for s in services}
-    rules = one_family_rules(network_policies) if network_policies is not None else None
+    rules = ingress_policies(network_policies) if network_policies is not None else None
     lines: dict[str, Line] = {}
     conflicts: dict[str, list[str]] = {}
     for plan in plan_namespace(enforced, by_name.values(), cluster):
@@ -312,6 +312,7 @@ def _details(report: Report) -> list[str]:
     if section is None:
         return []
     out = [
+        "",
         "cluster:",
         f"  families: {', '.join(section.families) or 'unknown'}",
         f"  DNS: {section.dns}",
@@ -350,7 +351,7 @@ def render_markdown(report: Report) -> str:
         "",
         _summary(report),
         "",
-        *(f"- {d.strip()}" if d.startswith("  ") else f"**{d}**" for d in _details(report)),
+        *_markdown_details(_details(report)),
     ]
     return "\n".join(out) + "\n"
 
@@ -366,6 +367,17 @@ def report_doc(report: Report) -> dict[str, Any]:
     }
 
 
+def _markdown_details(details: list[str]) -> list[str]:
+    """The details as bold headings (each after a blank line) over bullet lists."""
+    out: list[str] = []
+    for d in details:
+        if d.startswith("  "):
+            out.append(f"- {d.strip()}")
+        elif d:
+            out += ["", f"**{d}**", ""]
+    return out
+
+
 def render_json(report: Report) -> str:
     return json.dumps(report_doc(report), indent=2) + "\n"
 
@@ -376,7 +388,9 @@ RENDERERS = {"table": render_table, "json": render_json, "markdown": render_mark
 FLEET_COLUMNS = ("CONTEXT", "FAMILIES", "DNS", "SERVICES", *(str(v).upper() for v in Verdict))
 
 
-def _fleet_row(name: str, report: Report) -> list[str]:
+def _fleet_row(name: str, report: Report | str) -> list[str]:
+    if isinstance(report, str):
+        return [name, "error", "", "", *("" for _ in Verdict), "", ""]
     totals = report.totals()
     dns = report.section.dns if report.section is not None else ""
     return [
@@ -390,17 +404,31 @@ def _fleet_row(name: str, report: Report) -> list[str]:
     ]
 
 
-def render_fleet(reports: Mapping[str, Report], output: str) -> str:
-    """Several clusters: one summary row each, then each cluster's plan beneath."""
+def render_fleet(reports: Mapping[str, Report | str], output: str) -> str:
+    """Several clusters: one summary row each, then each cluster's plan beneath (or why
+    it could not be read)."""
     if output == "json":
         doc = {
-            "clusters": [{"context": name, **report_doc(r)} for name, r in reports.items()],
+            "clusters": [
+                {"context": name, "error": r}
+                if isinstance(r, str)
+                else {"context": name, **report_doc(r)}
+                for name, r in reports.items()
+            ],
         }
         return json.dumps(doc, indent=2) + "\n"
     header = [*FLEET_COLUMNS, "BLOCKING", "ADVISORY"]
     rows = [header, *(_fleet_row(name, r) for name, r in reports.items())]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    if output == "markdown":
+        out = [
+            "| " + " | ".join(c.title() for c in header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows[1:]),
+        ]
+    else:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     for name, report in reports.items():
-        out += ["", f"== {name} ==", RENDERERS[output](report).rstrip("\n")]
+        body = f"error: {report}" if isinstance(report, str) else RENDERERS[output](report)
+        out += ["", f"== {name} ==", body.rstrip("\n")]
     return "\n".join(out) + "\n"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import yaml
 from kubernetes_asyncio.config import ConfigException
 
 from dualstack_operator.core.errors import Forbidden
@@ -49,13 +53,32 @@ async def connect(kubeconfig: str | None, context: str | None = None) -> PlanCal
     transport = Transport(kubeconfig, context)
     try:
         await transport.connect()
-    except ConfigException as err:  # no such context, no kubeconfig: one clear line
-        raise PlanInputError(f"kubeconfig: {err}") from err
+    except (ConfigException, OSError, yaml.YAMLError) as err:  # one clear line
+        where = f"context {context}" if context else "the current context"
+        raise PlanInputError(f"kubeconfig, {where}: {err}") from err
     return PlanCalls(transport)
 
 
+def kubeconfig_paths(kubeconfig: str | None) -> list[Path]:
+    """The files kubectl reads, in its order: the flag, else $KUBECONFIG, else ~/.kube/config."""
+    if kubeconfig:
+        return [Path(kubeconfig)]
+    listed = [Path(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return listed or [Path.home() / ".kube" / "config"]
+
+
 def contexts(kubeconfig: str | None) -> list[str]:
-    try:
-        return Transport.contexts(kubeconfig)
-    except ConfigException as err:
-        raise PlanInputError(f"kubeconfig: {err}") from err
+    """The context names of the kubeconfig (merged as kubectl merges: the first wins)."""
+    names: list[str] = []
+    for path in kubeconfig_paths(kubeconfig):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            continue
+        except (OSError, yaml.YAMLError) as err:
+            raise PlanInputError(f"kubeconfig {path}: {err}") from err
+        for entry in doc.get("contexts") or [] if isinstance(doc, dict) else []:
+            name = str((entry or {}).get("name") or "")
+            if name and name not in names:
+                names.append(name)
+    return names
