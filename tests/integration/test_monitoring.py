@@ -104,12 +104,18 @@ def scenario(
     dual.create(service("payments", type="ExternalName", externalName="pay.example.com"))
     rejected.create(service("blocked", selector={"app": "b"}))
     single.create(service("web", selector={"app": "web"}))
+    # The cluster DNS Service, for dualstack_cluster_dns_ip_families (the single-stack
+    # cluster's operator watches kube-system too; this cluster has no kube-dns of its own).
+    system = Kubectl(binaries / "kubectl", single_cluster.kubeconfig).in_namespace("kube-system")
+    dns = service("kube-dns")
+    dns["metadata"]["namespace"] = "kube-system"
+    system.create(dns)
 
     dual_op = OperatorProcess(
         dual_cluster.operator_kubeconfig, ["mon-drift", "mon-rejected"], tmp / "dual.log"
     ).start()
     single_op = OperatorProcess(
-        single_cluster.operator_kubeconfig, ["mon-single"], tmp / "single.log"
+        single_cluster.operator_kubeconfig, ["mon-single", "kube-system"], tmp / "single.log"
     ).start()
 
     port = free_port()
@@ -177,6 +183,7 @@ def scenario(
         single_op.stop()
         for name in ("ValidatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy"):
             admin.run("delete", name, "deny-require-mon-rejected", "--ignore-not-found")
+        system.run("delete", "service", "kube-dns", "--ignore-not-found")
         for k in (dual, rejected, single):
             Kubectl(k.binary, k.kubeconfig).run(
                 "delete", "namespace", k.namespace or "", "--wait=false"
