@@ -65,9 +65,9 @@ class App:
 
     async def start(self) -> None:
         settings = self.settings
-        # The watches kept open: Services, EndpointSlices and policies per watched
-        # namespace (or for all of them), cluster policies and namespaces.
-        await self.transport.connect(watches=3 * (len(settings.namespaces) or 1) + 2)
+        # The watches kept open: Services, EndpointSlices, policies and NetworkPolicies per
+        # watched namespace (or for all of them); cluster policies, namespaces, ServiceCIDRs.
+        await self.transport.connect(watches=4 * (len(settings.namespaces) or 1) + 3)
         client = self.client
         ports = Ports.over(client)
         if settings.peering:
