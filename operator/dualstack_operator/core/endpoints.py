@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from dualstack_operator.api.models import DriftReason
 from dualstack_operator.core.decision import Decision, State
-from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.plan import PolicyPlan, override_compliant
 from dualstack_operator.core.views import ServiceView, SliceView
 
 
@@ -61,14 +61,6 @@ def with_missing_endpoints(
     if not candidates:
         return plans
     ready = ready_by_service(slices)
-    out = []
-    for plan in plans:
-        overrides = {}
-        for name, decision in plan.decisions.items():
-            if decision.state != State.COMPLIANT:
-                continue
-            missing = missing_endpoints(services[name], ready.get(name, {}))
-            if missing is not None:
-                overrides[name] = missing
-        out.append(plan.with_overrides(overrides) if overrides else plan)
-    return out
+    return override_compliant(
+        plans, lambda name: missing_endpoints(services[name], ready.get(name, {}))
+    )

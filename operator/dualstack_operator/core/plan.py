@@ -7,7 +7,7 @@ policies on every pass; nothing is accumulated from events.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dualstack_operator.api.models import (
@@ -44,6 +44,22 @@ class PolicyPlan:
             excluded=states[State.EXCLUDED],
             reasons={r: reasons[r] for r in DriftReason},
         )
+
+
+def override_compliant(
+    plans: list[PolicyPlan], verdict: Callable[[str], Decision | None]
+) -> list[PolicyPlan]:
+    """The plans with ``verdict(name)`` in place of each compliant Service's decision,
+    where it gives one (what is reported past the Service's fields: its endpoints, what
+    stands in front of it); plans without such a Service are returned as they are."""
+    out = []
+    for plan in plans:
+        overrides = {}
+        for name, decision in plan.decisions.items():
+            if decision.state == State.COMPLIANT and (found := verdict(name)) is not None:
+                overrides[name] = found
+        out.append(plan.with_overrides(overrides) if overrides else plan)
+    return out
 
 
 @dataclass(frozen=True)

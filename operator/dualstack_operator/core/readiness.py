@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from dualstack_operator.api.models import DriftReason
 from dualstack_operator.core.decision import Decision, State, selects
-from dualstack_operator.core.plan import PolicyPlan
+from dualstack_operator.core.plan import PolicyPlan, override_compliant
 from dualstack_operator.core.views import NetworkPolicyView, ServiceView
 
 
@@ -235,20 +235,15 @@ def with_readiness(
     """The plans with the first readiness finding of each compliant dual-stack Service as
     its verdict (the others are named in its message)."""
     rules = ingress_policies(policies) if policies is not None else None
-    out = []
-    for plan in plans:
-        overrides = {}
-        for name, decision in plan.decisions.items():
-            if decision.state != State.COMPLIANT:
-                continue
-            svc = services[name]
-            if not (rules or svc.lb_ingress or svc.source_ranges or svc.external_ips):
-                continue  # nothing to look at: most Services, most passes
-            found = findings_of(svc, rules)
-            if found:
-                overrides[name] = as_decision(found)
-        out.append(plan.with_overrides(overrides) if overrides else plan)
-    return out
+
+    def verdict(name: str) -> Decision | None:
+        svc = services[name]
+        if not (rules or svc.lb_ingress or svc.source_ranges or svc.external_ips):
+            return None  # nothing to look at: most Services, most passes
+        found = findings_of(svc, rules)
+        return as_decision(found) if found else None
+
+    return override_compliant(plans, verdict)
 
 
 def as_decision(found: Sequence[Finding]) -> Decision:
