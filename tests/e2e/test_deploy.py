@@ -277,21 +277,30 @@ def test_ha_one_active_replica_and_takeover(
 ) -> None:
     ns = dual.namespace or ""
     common = ("--peering=ha", "--peering-lifetime=5")
+
+    def peered(*priorities: int) -> bool:
+        found = dual.find("kopfpeerings.kopf.dev", "ha") or {}
+        return sorted(p["priority"] for p in (found.get("status") or {}).values()) == [*priorities]
+
     high = OperatorProcess(
         dual_cluster.operator_kubeconfig, [ns], tmp_path / "high.log", (*common, "--priority=200")
     ).start()
+    # The standby joins a running active replica, as a Deployment's second pod does: two
+    # replicas started in the same instant may both act until each has seen the other
+    # (kopf's peering is not a lease), which a slow start on a loaded machine shows.
+    wait_for("the active replica's peer record", lambda: peered(200))
     low = OperatorProcess(
         dual_cluster.operator_kubeconfig, [ns], tmp_path / "low.log", (*common, "--priority=100")
     ).start()
     try:
+        wait_for("both replicas' peer records", lambda: peered(100, 200))
         for i in range(5):
             dual.create(service(f"s{i}", selector={"app": "x"}))
         dual.create(dsp(ipFamilyPolicy="PreferDualStack"))
         status_when(dual, lambda s: s.get("compliantServices") == 5)
         assert high.log().count("remediated") == 5
         assert "remediated" not in low.log(), "the standby never writes"
-        peers = dual.get("kopfpeerings.kopf.dev", "ha").get("status") or {}
-        assert sorted(p["priority"] for p in peers.values()) == [100, 200], "both peered"
+        assert peered(100, 200), "both peered"
 
         high.stop(signal.SIGKILL)
         killed = time.monotonic()

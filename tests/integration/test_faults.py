@@ -227,9 +227,16 @@ def test_throttled_by_priority_and_fairness(
     writes = _accepted_patches(requests, ns)
     assert len(writes) == count, "a Service never written"
     assert max(writes.values()) == 1, "one write per Service"
-    # The first 429s come back for the writes already in flight (16); then one write
-    # at a time fits the share, and probing for more costs a 429 per Retry-After.
-    assert len(throttled) <= 30, f"{len(throttled)} refused requests: not backing off"
+    # The first 429s come back for the writes already in flight (16, within a second);
+    # then one write at a time fits the share, and probing for a second one costs a 429
+    # or two per Retry-After (1 s). How many probes that makes depends on how long the
+    # server takes per write (twice as many on a loaded machine), so the bound is a rate.
+    first = min(r.at for r in throttled)
+    probes = [r for r in throttled if r.at >= first + 1.0]
+    assert len(throttled) - len(probes) <= 16, "more refusals than writes in flight"
+    assert len(probes) <= (converged - first) + 2, (
+        f"{len(probes)} refusals in {converged - first:.1f} s after the first: not backing off"
+    )
     peak = busiest_second(throttled)
     # 16 writes in flight at most; after a 429 every write waits for Retry-After
     # with half the concurrency. Without that, a pass sends all of its 300 writes
