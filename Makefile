@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm metallb cluster cluster-down run crds bench venv clean
+.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm metallb cluster cluster-down run crds docs bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission
 crds: venv ## regenerate crds/ from the pydantic models, and the chart's copies (CRDs, alerts, dashboard)
 	$(BIN)/python -m dualstack_operator.api.crd crds
 	$(BIN)/python hack/chart_files.py
+
+docs: venv ## regenerate docs/reference/ from the models and the CLI
+	$(BIN)/python hack/docs.py
 
 clean: cluster-down ## remove the environment and local state (not the binary cache)
 	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel
 
 from dualstack_operator.api import models, names
+from dualstack_operator.api.reasons import ConditionType
 
 _DROP = {"title", "$defs"}
 
@@ -79,7 +80,8 @@ class Kind:
 def _policy_columns(cluster: bool) -> list[dict[str, Any]]:
     columns = [
         {"name": "Policy", "type": "string", "jsonPath": ".spec.ipFamilyPolicy"},
-        {"name": "Families", "type": "string", "jsonPath": ".spec.ipFamilies"},
+        # A column's JSONPath prints a list as JSON: the operator writes it joined.
+        {"name": "Families", "type": "string", "jsonPath": ".status.families"},
         {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
     ]
     if cluster:
@@ -94,7 +96,7 @@ def _policy_columns(cluster: bool) -> list[dict[str, Any]]:
         {
             "name": "Ready",
             "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY}")].status',
         },
         {"name": "Admission", "type": "string", "jsonPath": ".status.admission"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -138,7 +138,7 @@ class LabelSelector(BaseModel):
                 }
             ]
         },
-        description="Labels a Service must carry, each with exactly this value.",
+        description="Labels the object must carry, each with exactly this value.",
     )
     match_expressions: list[LabelSelectorRequirement] | None = Field(
         default=None,
@@ -264,10 +264,12 @@ class Condition(BaseModel):
         "primaryFamilyChange: Recreate: False when a right or the journal namespace is "
         "missing), or ClusterDNS (a dual-stack cluster: False while kube-dns has one family)."
     )
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(description="A CamelCase reason.")
-    message: str = ""
-    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    status: Literal["True", "False", "Unknown"] = Field(description="Whether it holds.")
+    reason: str = Field(description="A CamelCase reason (docs/reference/reasons.md).")
+    message: str = Field(default="", description="What it means here, for a person.")
+    observed_generation: int | None = Field(
+        default=None, alias="observedGeneration", description="The spec generation it is for."
+    )
     last_transition_time: str = Field(
         alias="lastTransitionTime",
         description="When the status last changed (RFC 3339).",
@@ -288,11 +290,24 @@ class DualStackPolicyStatus(BaseModel):
         alias="clusterIPFamilies",
         description="The families the cluster's service network offers, primary first.",
     )
+    families: str | None = Field(
+        default=None,
+        description="What `kubectl get` shows as FAMILIES, comma-separated: the spec's "
+        "ipFamilies as written; without them, what a new Service gets on this cluster "
+        "(the cluster's families, primary first; one for SingleStack). An existing "
+        "Service keeps its own primary where the spec names none.",
+    )
     matched_services: int | None = Field(
         default=None, alias="matchedServices", description="Services this policy selects."
     )
-    compliant_services: int | None = Field(default=None, alias="compliantServices")
-    drifted_services: int | None = Field(default=None, alias="driftedServices")
+    compliant_services: int | None = Field(
+        default=None, alias="compliantServices", description="Matched Services that match it."
+    )
+    drifted_services: int | None = Field(
+        default=None,
+        alias="driftedServices",
+        description="Matched Services that do not (status.drift says why).",
+    )
     excluded_services: int | None = Field(
         default=None,
         alias="excludedServices",

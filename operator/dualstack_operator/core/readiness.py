@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dualstack_operator.api.models import DriftReason
+from dualstack_operator.api.reasons import ConditionReason
 from dualstack_operator.core.decision import Decision, State, selects
 from dualstack_operator.core.plan import PolicyPlan, override_compliant
 from dualstack_operator.core.views import NetworkPolicyView, ServiceView
@@ -34,7 +35,7 @@ class Severity(StrEnum):
 
 @dataclass(frozen=True)
 class Finding:
-    reason: str  # a DriftReason, or CLUSTER_DNS_SINGLE_STACK
+    reason: DriftReason | ConditionReason  # the cluster DNS's: ClusterDNSSingleStack
     severity: Severity
     message: str
 
@@ -48,8 +49,7 @@ READINESS_REASONS = frozenset(
         DriftReason.NETWORK_POLICY_ONE_FAMILY,
     }
 )
-CLUSTER_DNS_SINGLE_STACK = "ClusterDNSSingleStack"
-CLUSTER_DNS_DUAL_STACK = "ClusterDNSDualStack"
+CLUSTER_DNS_SINGLE_STACK = ConditionReason.CLUSTER_DNS_SINGLE_STACK
 # What each finding needs to be read, for "not checked" when the right is missing.
 NEEDS = {
     DriftReason.NETWORK_POLICY_ONE_FAMILY: "list networkpolicies",

@@ -187,5 +187,5 @@ class Unavailable:
     """Why recreation cannot work on this cluster (found before start): the reason and
     message of the RecreateAvailable condition of every policy that asks for it."""
 
-    reason: str  # MissingRights or JournalNamespaceMissing
+    reason: str  # a ConditionReason: MissingRights or JournalNamespaceMissing
     message: str

@@ -15,22 +15,25 @@ from dualstack_operator.api.models import (
     Condition,
     DriftEntry,
     DriftReason,
+    DualStackPolicySpec,
     DualStackPolicyStatus,
     IPFamily,
+    IPFamilyPolicy,
     Mode,
     PrimaryFamilyChange,
 )
+from dualstack_operator.api.reasons import ConditionReason, ConditionType
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import PolicyPlan
-from dualstack_operator.core.readiness import CLUSTER_DNS_DUAL_STACK, DnsCheck
+from dualstack_operator.core.readiness import DnsCheck
 from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.core.views import PolicyView
 
 
 def condition(
-    ctype: str,
+    ctype: ConditionType,
     status: Literal["True", "False"],
-    reason: str,
+    reason: ConditionReason,
     message: str,
     generation: int,
     previous: Mapping[str, Any],
@@ -43,12 +46,20 @@ def condition(
     )
     since = now if old is None or old.get("status") != status else old.get("lastTransitionTime")
     return Condition(
-        type=ctype,
+        type=str(ctype),
         status=status,
-        reason=reason,
+        reason=str(reason),
         message=message,
         observedGeneration=generation,
         lastTransitionTime=since or now,
+    )
+
+
+def invalid_spec(policy: PolicyView, stamp: str) -> Condition:
+    """Ready False for a policy whose spec the operator cannot read."""
+    at = (policy.generation, policy.status, stamp)
+    return condition(
+        ConditionType.READY, "False", ConditionReason.INVALID_SPEC, policy.spec_error, *at
     )
 
 
@@ -67,24 +78,20 @@ def outcome_conditions(
     drifted: int, matched: int, where: str, policy: PolicyView, stamp: str
 ) -> list[Condition]:
     """Ready and Compliant for a policy that was reconciled (``where``: " in N namespaces")."""
-    generation, previous = policy.generation, policy.status
+    at = (policy.generation, policy.status, stamp)
     if drifted:
         message = f"{drifted} of {matched} Services drifted{where}"
         compliant = condition(
-            "Compliant", "False", "DriftDetected", message, generation, previous, stamp
+            ConditionType.COMPLIANT, "False", ConditionReason.DRIFT_DETECTED, message, *at
         )
     else:
         message = f"all {matched} Services{where} match"
         compliant = condition(
-            "Compliant", "True", "AllCompliant", message, generation, previous, stamp
+            ConditionType.COMPLIANT, "True", ConditionReason.ALL_COMPLIANT, message, *at
         )
     governing = f"governing {matched} Services{where}"
-    ready = condition("Ready", "True", "Reconciling", governing, generation, previous, stamp)
+    ready = condition(ConditionType.READY, "True", ConditionReason.RECONCILING, governing, *at)
     return [ready, compliant]
-
-
-RECREATE_AVAILABLE = "RecreateAvailable"
-CLUSTER_DNS = "ClusterDNS"
 
 
 def dns_condition(policy: PolicyView, dns: DnsCheck | None, stamp: str) -> list[Condition]:
@@ -94,9 +101,11 @@ def dns_condition(policy: PolicyView, dns: DnsCheck | None, stamp: str) -> list[
         return []
     at = (policy.generation, policy.status, stamp)
     if dns.finding is not None:
-        return [condition(CLUSTER_DNS, "False", dns.finding.reason, dns.finding.message, *at)]
+        reason = ConditionReason(dns.finding.reason)  # ClusterDNSSingleStack
+        return [condition(ConditionType.CLUSTER_DNS, "False", reason, dns.finding.message, *at)]
     served = f"kube-system/{dns.name} serves {', '.join(dns.families)}"
-    return [condition(CLUSTER_DNS, "True", CLUSTER_DNS_DUAL_STACK, served, *at)]
+    dual = ConditionReason.CLUSTER_DNS_DUAL_STACK
+    return [condition(ConditionType.CLUSTER_DNS, "True", dual, served, *at)]
 
 
 def recreate_condition(
@@ -111,9 +120,26 @@ def recreate_condition(
         return []
     at = (policy.generation, policy.status, stamp)
     if blocked is not None:
-        return [condition(RECREATE_AVAILABLE, "False", blocked.reason, blocked.message, *at)]
+        reason = ConditionReason(blocked.reason)  # MissingRights, JournalNamespaceMissing
+        kind = ConditionType.RECREATE_AVAILABLE
+        return [condition(kind, "False", reason, blocked.message, *at)]
     available = "Services whose primary family is wrong are recreated"
-    return [condition(RECREATE_AVAILABLE, "True", "Available", available, *at)]
+    ok = ConditionReason.AVAILABLE
+    return [condition(ConditionType.RECREATE_AVAILABLE, "True", ok, available, *at)]
+
+
+def families_column(spec: DualStackPolicySpec, cluster: Sequence[IPFamily]) -> str | None:
+    """status.families, the FAMILIES column (a column's JSONPath cannot join a list):
+    "IPv6,IPv4" as the spec writes it, the intent even where the cluster cannot meet it
+    (the drift says so). Without ipFamilies, what a new Service gets here: the cluster's
+    families, primary first, one for SingleStack (an existing Service keeps its own
+    primary). None while the cluster's families are unknown."""
+    if spec.ip_families:
+        return ",".join(spec.ip_families)
+    offered = list(cluster)
+    if spec.ip_family_policy == IPFamilyPolicy.SINGLE_STACK:
+        offered = offered[:1]
+    return ",".join(offered) or None
 
 
 def build_status(
@@ -126,12 +152,9 @@ def build_status(
     """The policy's status from its decisions (pure; compared before any write)."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     policy = plan.policy
-    previous = policy.status
     generation = policy.generation
     if policy.spec is None:
-        invalid = condition(
-            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
-        )
+        invalid = invalid_spec(policy, stamp)
         return _dump(DualStackPolicyStatus(observedGeneration=generation, conditions=[invalid]))
     summary = plan.summary()
     drifted = sorted((name, d) for name, d in plan.decisions.items() if d.state == State.DRIFTED)
@@ -145,6 +168,7 @@ def build_status(
         DualStackPolicyStatus(
             observedGeneration=generation,
             clusterIPFamilies=list(cluster),
+            families=families_column(policy.spec, cluster),
             matchedServices=matched,
             compliantServices=summary.compliant,
             driftedServices=summary.drifted,
@@ -166,7 +190,7 @@ def _dump(status: DualStackPolicyStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-OWN_CONDITIONS = frozenset({"Ready", "Compliant", RECREATE_AVAILABLE, CLUSTER_DNS})
+OWN_CONDITIONS = frozenset(str(t) for t in ConditionType)
 
 
 def status_differs(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -195,11 +219,9 @@ def build_cluster_status(
 ) -> dict[str, Any]:
     """The status of a cluster policy from its settled plan in each governed namespace."""
     stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    previous, generation = policy.status, policy.generation
+    generation = policy.generation
     if policy.spec is None:
-        invalid = condition(
-            "Ready", "False", "InvalidSpec", policy.spec_error, generation, previous, stamp
-        )
+        invalid = invalid_spec(policy, stamp)
         status = ClusterDualStackPolicyStatus(observedGeneration=generation, conditions=[invalid])
         return status.model_dump(mode="json", by_alias=True, exclude_none=True)
     compliant = drifted = excluded = 0
@@ -218,6 +240,7 @@ def build_cluster_status(
     status = ClusterDualStackPolicyStatus(
         observedGeneration=generation,
         clusterIPFamilies=list(cluster),
+        families=families_column(policy.spec, cluster),
         governedNamespaces=len(parts),
         matchedServices=matched,
         compliantServices=compliant,

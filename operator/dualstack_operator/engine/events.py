@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable
 
 from dualstack_operator.api import names
+from dualstack_operator.api.models import DriftReason
+from dualstack_operator.api.reasons import Reason
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import PolicyPlan
@@ -38,11 +40,12 @@ class Events:
         self.sink = sink
         self.throttle = throttle
 
-    async def post(self, involved: dict[str, str], type: str, reason: str, message: str) -> None:
-        """Posts one Event; a failure is logged, not retried, but slows the writes too."""
+    async def post(self, involved: dict[str, str], type: str, reason: Reason, message: str) -> None:
+        """Posts one Event; a failure is logged, not retried, but slows the writes too.
+        The reason is one of the named ones (docs/reference/reasons.md lists them)."""
         try:
             async with self.throttle.slot():
-                await self.sink.post_event(involved, type, reason, message)
+                await self.sink.post_event(involved, type, str(reason), message)
         except ApiError as err:
             if err.transient:
                 self.throttle.failed(err)
@@ -68,12 +71,12 @@ class FindingEvents:
 
     async def report(self, namespace: str, plans: Iterable[PolicyPlan]) -> None:
         plans = list(plans)
-        now: dict[str, tuple[str, str]] = {}
+        now: dict[str, tuple[DriftReason, str]] = {}
         hidden: set[str] = set()  # drifted for another reason: its finding is not known now
         for plan in plans:
             for name, d in plan.decisions.items():
-                if d.reason in READINESS_REASONS:
-                    now[name] = (str(d.reason), d.message)
+                if d.reason is not None and d.reason in READINESS_REASONS:
+                    now[name] = (d.reason, d.message)
                 elif d.state == State.DRIFTED:
                     hidden.add(name)
         before = self.said.get(namespace)

@@ -20,15 +20,11 @@ from typing import Protocol
 
 from dualstack_operator.api.models import Admission, IPFamily
 from dualstack_operator.api.names import DNS_NAMESPACE
+from dualstack_operator.api.reasons import ConditionReason
 from dualstack_operator.core.endpoints import with_missing_endpoints
 from dualstack_operator.core.errors import ApiError
 from dualstack_operator.core.plan import Planner, PolicyPlan, Summary
-from dualstack_operator.core.readiness import (
-    CLUSTER_DNS_DUAL_STACK,
-    DnsCheck,
-    check_dns,
-    with_readiness,
-)
+from dualstack_operator.core.readiness import DnsCheck, check_dns, with_readiness
 from dualstack_operator.core.status import build_cluster_status, build_status
 from dualstack_operator.core.views import PolicyView, ServiceView
 from dualstack_operator.engine.backoff import Backoff
@@ -245,7 +241,7 @@ class Reconciler:
             await self.events.post(ref, "Warning", dns.finding.reason, dns.finding.message)
         elif said is not None and said.finding is not None:
             served = f"serves {', '.join(dns.families)}"
-            await self.events.post(ref, "Normal", CLUSTER_DNS_DUAL_STACK, served)
+            await self.events.post(ref, "Normal", ConditionReason.CLUSTER_DNS_DUAL_STACK, served)
 
     async def reconcile(self, namespace: str) -> Result:
         policies = self.views.policies_in(namespace)

@@ -36,6 +36,7 @@ from dualstack_operator.api.names import (
     OWNED_NAMESPACE_LABEL,
     RECREATE_ANNOTATION,
 )
+from dualstack_operator.api.reasons import EventReason
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import Decision
 from dualstack_operator.core.errors import ApiError, Conflict, Invalid, NotFound
@@ -427,7 +428,8 @@ class Recreations:
             self.metrics.error("service")
             message = f"{svc.name}: not recreated, the journal could not be written: {err}"
             log.warning("%s/%s", ns, message)
-            await self.events.post(policy_ref(policy), "Warning", "RecreateFailed", message)
+            failed = EventReason.RECREATE_FAILED
+            await self.events.post(policy_ref(policy), "Warning", failed, message)
             return plan, True, Result(self.error_retry_seconds)
         if outcome is None:
             return plan, True, Result()  # the Service changed or went: its event brings a pass
@@ -461,17 +463,18 @@ class Recreations:
             )
             log.info("%s/%s recreated: %s", ns, name, message)
             uid = str((created.get("metadata") or {}).get("uid", ""))
-            await self.events.post(service_ref(ns, name, uid), "Normal", "Recreated", message)
-            await self.events.post(policy, "Normal", "Recreated", message)
+            recreated = EventReason.RECREATED
+            await self.events.post(service_ref(ns, name, uid), "Normal", recreated, message)
+            await self.events.post(policy, "Normal", recreated, message)
         elif outcome.done:
             log.warning("%s/%s: %s", ns, name, outcome.message)
             await self.events.post(
-                policy, "Warning", "RecreateBlocked", f"{name}: {outcome.message}"
+                policy, "Warning", EventReason.RECREATE_BLOCKED, f"{name}: {outcome.message}"
             )
         else:
             self.metrics.recreated(ns, entry.policy, ok=False)
             self.metrics.error("service")
             log.warning("%s/%s: %s (the journal keeps its manifest)", ns, name, outcome.message)
             await self.events.post(
-                policy, "Warning", "RecreateFailed", f"{name}: {outcome.message}"
+                policy, "Warning", EventReason.RECREATE_FAILED, f"{name}: {outcome.message}"
             )

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dualstack_operator.api.models import DriftReason
+from dualstack_operator.api.reasons import EventReason
 from dualstack_operator.core.decision import Decision
 from dualstack_operator.core.errors import ApiError, Conflict, NotFound, Rejected
 from dualstack_operator.core.plan import PolicyPlan
@@ -69,9 +71,8 @@ class Remediator:
         for svc in triage.stopped:
             message = triage.held[svc.name].message
             log.warning("%s/%s: %s", svc.namespace, svc.name, message)
-            await self.events.post(
-                service_ref(svc.namespace, svc.name), "Warning", "Reverted", message
-            )
+            ref = service_ref(svc.namespace, svc.name)
+            await self.events.post(ref, "Warning", DriftReason.REVERTED, message)
         answers = await asyncio.gather(*(self._write(policy, job) for job in triage.jobs))
         out = Remediation(held=dict(triage.held), pending=triage.pending, written=len(triage.jobs))
         for job, (outcome, result) in zip(triage.jobs, answers, strict=True):
@@ -105,7 +106,7 @@ class Remediator:
             log.warning("%s/%s: %s (retry in %.0fs)", svc.namespace, svc.name, message, delay)
             if not job.retry:
                 ref = service_ref(svc.namespace, svc.name)
-                await self.events.post(ref, "Warning", "PatchRejected", message)
+                await self.events.post(ref, "Warning", DriftReason.PATCH_REJECTED, message)
             return rejection, Result(delay)
         except ApiError as err:  # throttled, unavailable, timed out: try again soon
             self.metrics.remediated(svc.namespace, policy.name, ok=False)
@@ -123,9 +124,8 @@ class Remediator:
         if "ipFamilies" in spec:
             message += f", ipFamilies {list(svc.ip_families)} -> {spec['ipFamilies']}"
         log.info("%s/%s remediated: %s", svc.namespace, svc.name, message)
-        await self.events.post(
-            service_ref(svc.namespace, svc.name), "Normal", "Remediated", message
-        )
+        ref = service_ref(svc.namespace, svc.name)
+        await self.events.post(ref, "Normal", EventReason.REMEDIATED, message)
         return True, Result()
 
 

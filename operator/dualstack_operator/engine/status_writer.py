@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dualstack_operator.api.reasons import ConditionType
 from dualstack_operator.core.errors import ApiError, NotFound
 from dualstack_operator.core.status import status_differs
 from dualstack_operator.core.views import PolicyView
@@ -16,7 +17,7 @@ from dualstack_operator.engine.throttle import Throttle
 
 log = logging.getLogger("dualstack_operator.engine.status")
 # Conditions whose changes get no Event per policy (the reconciler posts one for all).
-QUIET_CONDITIONS = frozenset({"ClusterDNS"})
+QUIET_CONDITIONS = frozenset({ConditionType.CLUSTER_DNS})
 
 
 class StatusWriter:
@@ -64,5 +65,6 @@ class StatusWriter:
                 continue  # a policy seen healthy at once: its conditions say so, quietly
             if before is None or before.get("reason") != cond["reason"]:
                 kind = "Normal" if healthy else "Warning"
-                await self.events.post(policy_ref(policy), kind, cond["reason"], cond["message"])
+                reason = cond["reason"]  # a ConditionReason: core.status.condition takes no other
+                await self.events.post(policy_ref(policy), kind, reason, cond["message"])
         return True, Result()

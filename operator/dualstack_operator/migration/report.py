@@ -25,6 +25,7 @@ from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.decision import State
 from dualstack_operator.core.plan import plan_namespace
 from dualstack_operator.core.readiness import (
+    CLUSTER_DNS_SINGLE_STACK,
     Finding,
     IngressPolicy,
     Severity,
@@ -246,7 +247,7 @@ def cluster_section(
     checked = check_dns(dns, families) if dns is not None else None
     if dns is not None:
         said = f"kube-system/{dns.name}: {', '.join(dns.ip_families) or 'headless'}"
-    elif any(n.startswith("ClusterDNSSingleStack") for n in readings.not_checked):
+    elif any(n.startswith(CLUSTER_DNS_SINGLE_STACK) for n in readings.not_checked):
         said = "not checked"
     else:
         said = "no kube-system/kube-dns Service"

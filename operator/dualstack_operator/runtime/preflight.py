@@ -17,6 +17,7 @@ from dualstack_operator.api.names import (
     GROUP,
     PLURAL,
 )
+from dualstack_operator.api.reasons import ConditionReason
 from dualstack_operator.core.errors import ApiError, Forbidden, Unauthorized
 from dualstack_operator.core.recreation import Unavailable
 from dualstack_operator.kube.client import Client
@@ -169,14 +170,14 @@ async def _recreate_unavailable(
     missing = await _denied(reviews, checks)
     if missing:
         return Unavailable(
-            "MissingRights",
+            ConditionReason.MISSING_RIGHTS,
             "primaryFamilyChange: Recreate is unavailable: the operator may not "
             f"{'; '.join(missing)} ({RECREATE_HINT})",
         )
     found = await client.list(NAMESPACES_RESOURCE, fieldSelector=f"metadata.name={journal}")
     if not found:
         return Unavailable(
-            "JournalNamespaceMissing",
+            ConditionReason.JOURNAL_NAMESPACE_MISSING,
             f"primaryFamilyChange: Recreate is unavailable: the journal namespace {journal} "
             "does not exist (create it, or run with --journal-namespace)",
         )
