@@ -29,7 +29,7 @@ families() {
 }
 
 step "A local dual-stack control plane (IPv4 primary), and the CRDs"
-PYTHONPATH=hack "$py" -m localcluster up --state-dir "$state" --families ipv4,ipv6 | head -1
+PYTHONPATH=hack "$py" -m localcluster up --state-dir "$state" --families ipv4,ipv6 | sed -n 1p
 "$kubectl" apply -k crds/
 "$kubectl" wait --for=condition=Established --timeout=60s -f crds/dualstackpolicy.yaml \
 	-f crds/clusterdualstackpolicy.yaml -f crds/dualstackadmission.yaml >/dev/null
