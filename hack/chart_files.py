@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from dualstack_operator.api.crd import KINDS, render
+from generated import write_all
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "charts" / "dualstack-operator"
@@ -33,11 +34,7 @@ def expected() -> dict[Path, str]:
 
 
 def main() -> int:
-    for path, text in expected().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path.relative_to(REPO)}")
-    return 0
+    return write_all(expected(), REPO)
 
 
 if __name__ == "__main__":

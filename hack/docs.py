@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from dualstack_operator.api import names
 from dualstack_operator.api.crd import CLUSTER_POLICY, POLICY, Kind, openapi_schema
 from dualstack_operator.cli import build_parser
+from generated import write_all
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "docs" / "reference"
@@ -131,11 +134,7 @@ def kind_section(kind: Kind) -> list[str]:
         "",
         "### spec",
         "",
-        *table(
-            ["field", "type", "default", "allowed values", "description"],
-            rows("spec", openapi_schema(kind.spec), True),
-        ),
-        "",
+        *fields("spec", kind.spec, True),
     ]
     if kind.status is not None:
         out += [
@@ -143,13 +142,20 @@ def kind_section(kind: Kind) -> list[str]:
             "",
             "Written by the operator only.",
             "",
-            *table(
-                ["field", "type", "default", "allowed values", "description"],
-                rows("status", openapi_schema(kind.status), False),
-            ),
-            "",
+            *fields("status", kind.status, False),
         ]
     return out
+
+
+def fields(section: str, model: type[BaseModel], required: bool) -> list[str]:
+    """One section's field table (spec or status), from the model's OpenAPI schema."""
+    return [
+        *table(
+            ["field", "type", "default", "allowed values", "description"],
+            rows(section, openapi_schema(model), required),
+        ),
+        "",
+    ]
 
 
 def policy_md() -> str:
@@ -250,11 +256,7 @@ def expected() -> dict[Path, str]:
 
 
 def main() -> int:
-    for path, text in expected().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        print(f"wrote {path.relative_to(REPO)}")
-    return 0
+    return write_all(expected(), REPO)
 
 
 if __name__ == "__main__":
