@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         default=MetricsSettings.address,
         metavar="ADDR",
-        help="where /metrics and /readyz listen (default: every address, IPv4 and IPv6, "
-        "so a dual-stack metrics Service answers on both ClusterIPs)",
+        help="where /metrics, /readyz and /healthz listen (default: every address, IPv4 "
+        "and IPv6, so a dual-stack metrics Service and an IPv6 kubelet both reach them)",
     )
     run.add_argument(
         "--metrics-secure",
@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=Settings.liveness_port,
         metavar="N",
-        help="kopf's liveness probe at /healthz; 0 disables (default: %(default)s)",
+        help="the liveness probe at /healthz, on the metrics address; 0 disables "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--peering",

@@ -68,6 +68,29 @@ def test_metrics_and_liveness_ports_serve_only_their_endpoints(
     assert _get(metrics, "/metrics") == 200, "still serving"
 
 
+def test_liveness_answers_an_ipv6_kubelet(
+    dual: Kubectl, dual_cluster: LocalCluster, start_operator: StartOperator
+) -> None:
+    """Without --metrics-address (as deployed) /healthz answers on IPv6 too: on an
+    IPv6-only cluster the kubelet probes the pod's IPv6 address, and a probe bound to
+    0.0.0.0 would fail it into a restart loop."""
+    operator = start_operator(dual_cluster, dual, "--metrics-address=")
+    port = operator.liveness_port
+    wait_for("liveness on ::1", lambda: _get_at("::1", port, "/healthz") == 200)
+    assert _get_at("127.0.0.1", port, "/healthz") == 200
+
+
+def _get_at(host: str, port: int, path: str) -> int | None:
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
 def _review(uid: str = "1", **request: object) -> dict[str, object]:
     base: dict[str, object] = {
         "uid": uid,

@@ -1,4 +1,4 @@
-"""Kopf wiring only: startup and cleanup, probes, peering, the admission server.
+"""Kopf wiring only: startup and cleanup, peering, the admission server.
 
 No object passes through kopf's per-object machinery (no index, event, change
 handler, timer or daemon): Services, policies and namespaces are the operator's own
@@ -28,6 +28,7 @@ from dualstack_operator.kube.client import Client
 from dualstack_operator.kube.peering import PeeringCalls
 from dualstack_operator.kube.reviews import Reviews
 from dualstack_operator.kube.transport import Transport
+from dualstack_operator.observability import health
 from dualstack_operator.observability import metrics as metrics_server
 from dualstack_operator.observability.metrics import Metrics
 from dualstack_operator.observability.metrics_auth import MetricsAuth
@@ -48,6 +49,7 @@ class App:
     components: Components | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     metrics_runner: web.AppRunner | None = None
+    liveness_runner: web.AppRunner | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)  # the webhook waits for it
     webhook: WebhookOptions | None = None  # when the operator serves the webhook
 
@@ -63,8 +65,17 @@ class App:
     def configurations(self) -> AdmissionCalls:
         return AdmissionCalls(self.client)
 
+    def stopped(self) -> list[str]:
+        """The component loops that ended: the liveness probe fails on any, since every
+        loop runs for the life of the operator."""
+        return [task.get_name() for task in self.tasks if task.done()]
+
     async def start(self) -> None:
         settings = self.settings
+        if settings.liveness_port and self.liveness_runner is None:  # kopf retries a start
+            self.liveness_runner = await health.serve_liveness(
+                settings.metrics.address, settings.liveness_port, self.stopped
+            )
         # The watches kept open: Services, EndpointSlices, policies and NetworkPolicies per
         # watched namespace (or for all of them); cluster policies, namespaces, ServiceCIDRs.
         await self.transport.connect(watches=4 * (len(settings.namespaces) or 1) + 3)
@@ -122,8 +133,9 @@ class App:
                 await task
         if self.components is not None:
             self.components.queue.close()
-        if self.metrics_runner is not None:
-            await self.metrics_runner.cleanup()
+        for runner in (self.metrics_runner, self.liveness_runner):
+            if runner is not None:
+                await runner.cleanup()
         await self.transport.close()
 
 
@@ -146,16 +158,6 @@ def configure(settings: kopf.OperatorSettings, app: App) -> None:
     settings.watching.client_timeout = cache.watch_silence_seconds
     if app.settings.peering:
         settings.peering.lifetime = app.settings.peering.lifetime
-
-
-@kopf.on.probe(id="components")
-def components(memo: kopf.Memo, **_: Any) -> str:
-    """Liveness: a component loop that stopped fails the probe, so the pod is restarted."""
-    app: App = memo["app"]
-    stopped = [task.get_name() for task in app.tasks if task.done()]
-    if stopped:
-        raise kopf.PermanentError(f"stopped: {', '.join(stopped)}")
-    return "running"
 
 
 @kopf.on.startup()

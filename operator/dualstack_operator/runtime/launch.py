@@ -57,10 +57,6 @@ def run(settings: Settings, admission_choice: str, webhook: WebhookOptions) -> i
         from dualstack_operator.admission import webhook as _  # noqa: F401 (registers handlers)
 
         app.webhook = webhook
-    listen = metrics.address or "0.0.0.0"  # noqa: S104 - the probe answers the kubelet
-    liveness = (
-        f"http://{listen}:{settings.liveness_port}/healthz" if settings.liveness_port else None
-    )
     peering = settings.peering
     kopf.run(
         clusterwide=not namespaces,
@@ -71,6 +67,6 @@ def run(settings: Settings, admission_choice: str, webhook: WebhookOptions) -> i
         priority=peering.priority if peering else 0,
         # kopf's Identity is a NewType of str, not exported
         identity=cast(Any, peering.identity if peering else None),
-        liveness_endpoint=liveness,
+        liveness_endpoint=None,  # the App serves /healthz on both families (health.py)
     )
     return 0

@@ -31,7 +31,7 @@ class Settings:
     peering: PeeringSettings | None = None  # None: standalone, one replica
     admission: Admission | None = None  # None: no admission; the reconciler fixes new Services
     journal_namespace: str = DEFAULT_NAMESPACE  # where recreations are journaled (ConfigMaps)
-    liveness_port: int = 8081  # kopf's liveness probe (/healthz); 0: none
+    liveness_port: int = 8081  # the liveness probe (/healthz), on --metrics-address; 0: none
     # Why primaryFamilyChange: Recreate cannot work here (the preflight's finding): the
     # policies asking for it report this instead. None: it can.
     recreate_unavailable: Unavailable | None = None
