@@ -83,9 +83,10 @@ undeploy: venv ## remove what `make deploy` installed (CRDs, and with them every
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
 
-bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission latency (bench-results/)
+bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission latency, 10,000 namespaces (bench-results/)
 	$(BIN)/python hack/bench.py
 	$(BIN)/python hack/bench_admission.py
+	$(BIN)/python hack/bench_namespaces.py
 
 crds: venv ## regenerate crds/ from the pydantic models, and the chart's copies (CRDs, alerts, dashboard)
 	$(BIN)/python -m dualstack_operator.api.crd crds
