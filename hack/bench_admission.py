@@ -14,7 +14,11 @@ server's defaults) and one a policy governs (no family fields, which admission f
 in; without admission the client sets the policy's fields itself, so the same Service
 is stored: two ClusterIPs allocated, not one). The webhook is measured the same way
 at the largest size (its configuration removed and put back). The API server's RSS
-is read at each size. Results go to bench-results/admission.json and stdout.
+is read at each size. The measured Services are deleted after each size (and their
+EndpointSlices waited out), so every size starts from the same two empty namespaces:
+otherwise the thousands left behind slow every create, in both states, and the added
+milliseconds drown in a growing baseline. Results go to bench-results/admission.json
+and stdout.
 """
 
 from __future__ import annotations
@@ -180,6 +184,24 @@ async def rounds(
     return on, off
 
 
+async def clear(api: client.ApiClient) -> None:
+    """Deletes the measured Services and waits until they and their EndpointSlices are gone."""
+    core: Any = client.CoreV1Api(api)
+    slices: Any = client.DiscoveryV1Api(api)
+    for ns in (PLAIN, GOVERNED):
+        await core.delete_collection_namespaced_service(ns)
+
+    async def empty() -> bool:
+        for ns in (PLAIN, GOVERNED):
+            if (await core.list_namespaced_service(ns, limit=1)).items:
+                return False
+            if (await slices.list_namespaced_endpoint_slice(ns, limit=1)).items:
+                return False
+        return True
+
+    await until("the measured Services and their EndpointSlices to go", empty, within=600)
+
+
 async def add_governed(core: Any, custom: Any, start: int, count: int) -> None:
     slots = asyncio.Semaphore(16)
 
@@ -241,6 +263,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             on, off = await rounds(core, toggle, f"n{size}", args.creations, args.rounds)
             result[f"native_{size}"] = compare(on, off, rss_mib(cluster))
             print(f"native at {size}: {result[f'native_{size}']}", flush=True)
+            await clear(api)
 
         # The webhook at the largest size, for comparison: the native bindings go first.
         await Toggle(api, BINDINGS).off(core)

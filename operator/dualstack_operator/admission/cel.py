@@ -290,13 +290,13 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _probe_patch() -> str:
-    """Marks the operator's own dry-run probes: proof that the shared policy serves."""
-    label = f"/metadata/labels/{PROBE_LABEL.replace('/', '~1')}"
-    return (
-        f"(has(object.metadata.labels) && {cel_string(PROBE_LABEL)} in object.metadata.labels) ? "
-        f"[JSONPatch{{op: 'replace', path: {cel_string(label)}, value: {cel_string(PROBED)}}}] : []"
-    )
+# Marks the operator's own dry-run probes: proof that the shared policy serves.
+_PROBE_LABEL_PATH = f"/metadata/labels/{PROBE_LABEL.replace('/', '~1')}"
+_PROBE = (
+    f"((has(object.metadata.labels) && {cel_string(PROBE_LABEL)} in object.metadata.labels) ? "
+    f"[JSONPatch{{op: 'replace', path: {cel_string(_PROBE_LABEL_PATH)}, "
+    f"value: {cel_string(PROBED)}}}] : [])"
+)
 
 
 # The winning policy's answer for the Service's shape ('' for none), from one table.
@@ -306,12 +306,15 @@ _ANSWER = (
     "params.spec.{table}[variables.winner].answers["
     "params.spec.{table}[variables.winner].shapes[variables.shape]] : ''"
 )
+# One mutation, not one per concern: the API server encodes the Service to JSON, applies
+# the patch and strictly decodes it back once per mutation, even for an empty patch.
 _MUTATE = (
-    "variables.answer == '' ? [] : "
+    "(variables.answer == '' ? [] : "
     "[JSONPatch{op: 'add', path: '/spec/ipFamilyPolicy', "
     "value: variables.answer.split('/')[0]}] + "
     "(variables.answer.split('/')[1] == '' ? [] : [JSONPatch{op: 'add', "
-    "path: '/spec/ipFamilies', value: variables.answer.split('/')[1].split(',')}])"
+    "path: '/spec/ipFamilies', value: variables.answer.split('/')[1].split(',')}])) + "
+    f"{_PROBE}"
 )
 
 
@@ -349,14 +352,17 @@ def shared_objects() -> list[dict[str, Any]]:
             {"name": "shape", "expression": _shape(_ADDRESSES)},
             {"name": "answer", "expression": _ANSWER.format(table="mutations")},
         ],
-        "mutations": [
-            {"patchType": "JSONPatch", "jsonPatch": {"expression": _MUTATE}},
-            {"patchType": "JSONPatch", "jsonPatch": {"expression": _probe_patch()}},
-        ],
+        "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": _MUTATE}}],
         "reinvocationPolicy": "Never",
     }
     validating = {
         **common,
+        # A namespace without an Audit policy is not evaluated further (matchConditions see
+        # the parameter): no validation, no second activation of the Service for CEL.
+        "matchConditions": [
+            *MATCH_CONDITIONS,
+            {"name": "has-audit-policies", "expression": "has(params.spec.warnings)"},
+        ],
         "variables": [
             *variables,
             {"name": "shape", "expression": _shape(_CHOSEN_PRIMARY)},
