@@ -265,6 +265,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"native at {size}: {result[f'native_{size}']}", flush=True)
             await clear(api)
 
+        if args.skip_webhook:
+            await api.close()
+            return result
         # The webhook at the largest size, for comparison: the native bindings go first.
         await Toggle(api, BINDINGS).off(core)
         operator = await start_operator(
@@ -298,6 +301,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[0, 100, 1000], help="other governed namespaces"
+    )
+    parser.add_argument(
+        "--skip-webhook", action="store_true", help="native admission only (not the webhook)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "admission.json")
     args = parser.parse_args()
