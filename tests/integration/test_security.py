@@ -18,15 +18,22 @@ from support.operator_proc import OperatorProcess
 StartOperator = Callable[..., OperatorProcess]
 
 
-def _get(port: int, path: str, method: str = "GET", tls: bool = False, **headers: str) -> int:
+def _get(
+    port: int,
+    path: str,
+    method: str = "GET",
+    tls: bool = False,
+    host: str = "127.0.0.1",
+    **headers: str,
+) -> int:
     conn: http.client.HTTPConnection
     if tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE  # the operator's self-signed pair
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+        conn = http.client.HTTPSConnection(host, port, timeout=10, context=context)
     else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn = http.client.HTTPConnection(host, port, timeout=10)
     try:
         conn.request(method, path, headers=headers)
         return conn.getresponse().status
@@ -76,19 +83,15 @@ def test_liveness_answers_an_ipv6_kubelet(
     0.0.0.0 would fail it into a restart loop."""
     operator = start_operator(dual_cluster, dual, "--metrics-address=")
     port = operator.liveness_port
-    wait_for("liveness on ::1", lambda: _get_at("::1", port, "/healthz") == 200)
-    assert _get_at("127.0.0.1", port, "/healthz") == 200
+    wait_for("liveness on ::1", lambda: _answers("::1", port, "/healthz"))
+    assert _get(port, "/healthz") == 200
 
 
-def _get_at(host: str, port: int, path: str) -> int | None:
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+def _answers(host: str, port: int, path: str) -> bool:
     try:
-        conn.request("GET", path)
-        return conn.getresponse().status
+        return _get(port, path, host=host) == 200
     except OSError:
-        return None
-    finally:
-        conn.close()
+        return False
 
 
 def _review(uid: str = "1", **request: object) -> dict[str, object]:
