@@ -17,6 +17,7 @@ from dualstack_operator.admission.cel import (
     POLICY_NAME,
     Kind,
     cel_string,
+    digest,
     parameter,
     parameter_digest,
     shape_key,
@@ -26,7 +27,7 @@ from dualstack_operator.admission.cel import (
 )
 from dualstack_operator.admission.configuration import webhook_configuration
 from dualstack_operator.api.models import MAX_ADMISSION_POLICIES, IPFamily
-from dualstack_operator.api.names import HASH_ANNOTATION, SYSTEM_NAMESPACES
+from dualstack_operator.api.names import HASH_ANNOTATION, SYSTEM_NAMESPACES, WARNINGS_LABEL
 from dualstack_operator.core.creation import creation_patch
 from dualstack_operator.core.views import PolicyView
 from support.views import policy_view
@@ -146,6 +147,10 @@ def test_the_parameter_chains_policies_oldest_first_with_their_tables() -> None:
     assert param["metadata"]["annotations"][HASH_ANNOTATION] == parameter_digest(
         [young, audit, old], DUAL
     )
+    assert param["metadata"]["labels"][WARNINGS_LABEL] == "true"
+    enforce_only = parameter("ns", [young, old], DUAL)
+    assert enforce_only is not None
+    assert WARNINGS_LABEL not in enforce_only["metadata"]["labels"]
 
 
 def test_the_digest_follows_what_the_parameter_holds() -> None:
@@ -177,11 +182,19 @@ def test_four_shared_objects_that_cannot_block_and_skip_the_system() -> None:
     assert {o["metadata"]["name"] for o in objects} == {POLICY_NAME}
     for policy_object in (objects[0], objects[2]):
         assert policy_object["spec"]["failurePolicy"] == "Ignore"
+    assert objects[1]["spec"]["paramRef"] == {
+        "name": PARAMETER_NAME,
+        "parameterNotFoundAction": "Allow",
+    }
+    # Audit is evaluated only where a parameter holds warnings (and says so by a label).
+    assert objects[3]["spec"]["paramRef"] == {
+        "selector": {"matchLabels": {WARNINGS_LABEL: "true"}},
+        "parameterNotFoundAction": "Allow",
+    }
+    for policy_object in (objects[0], objects[2]):
+        # No matchConditions: each would cost the server a CEL activation of its own.
+        assert "matchConditions" not in policy_object["spec"]
     for binding in (objects[1], objects[3]):
-        assert binding["spec"]["paramRef"] == {
-            "name": PARAMETER_NAME,
-            "parameterNotFoundAction": "Allow",
-        }
         (expr,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
         assert (expr["operator"], set(expr["values"])) == ("NotIn", set(SYSTEM_NAMESPACES))
     assert objects[3]["spec"]["validationActions"] == ["Warn"], "Audit never refuses"
@@ -197,3 +210,21 @@ def test_cel_strings_are_escaped(value: str) -> None:
     assert '"' not in inner.replace('\\"', "")
     assert "\n" not in literal
     assert literal.isascii()
+
+
+def test_audit_parameters_of_the_previous_version_are_rewritten_with_the_label() -> None:
+    # Before WARNINGS_LABEL, the Audit binding named the parameter; a parameter written
+    # then, without the label, would no longer be selected: its hash must not match.
+    audit = policy("audit", ipFamilyPolicy="RequireDualStack", mode="Audit")
+    enforce = policy("enforce", 2, ipFamilyPolicy="PreferDualStack")
+    for chain in ([audit], [enforce, audit]):
+        ordered = sorted(chain, key=lambda p: (p.created, p.name))
+        before = digest(
+            [(p.name, p.selector_json, str(p.spec.mode), table(p, DUAL).digest) for p in ordered]  # type: ignore[union-attr]
+        )
+        assert parameter_digest(chain, DUAL) != before
+    # Enforce-only parameters carry no label and keep their hash: no rewrite on upgrade.
+    only = [enforce]
+    assert parameter_digest(only, DUAL) == digest(
+        [(p.name, p.selector_json, str(p.spec.mode), table(p, DUAL).digest) for p in only]  # type: ignore[union-attr]
+    )

@@ -5,7 +5,10 @@ ValidatingAdmissionPolicy (Audit, a warning), each with one binding, whatever th
 number of governed namespaces: their bindings resolve a parameter object, a
 ``DualStackAdmission`` named ``dualstack-admission``, in the namespace of the request,
 and a namespace without one costs the server a single binding check
-(``parameterNotFoundAction: Allow``). The parameter holds what the namespace's CEL
+(``parameterNotFoundAction: Allow``); the Audit binding selects only a parameter
+labelled as holding warnings, so Enforce-only namespaces never evaluate it. Neither
+policy has matchConditions, which would cost the server a CEL activation each: what
+they would exclude is the first variable. The parameter holds what the namespace's CEL
 needs: its governing policies' selectors, oldest first, and a lookup table computed
 by ``admission.creation_patch`` (the webhook's and, through it, the reconciler's
 decision) over every shape a new Service's IP-family fields can take. The CEL is
@@ -46,6 +49,7 @@ from dualstack_operator.api.names import (
     NAMESPACE_NAME_LABEL,
     PROBE_LABEL,
     SYSTEM_NAMESPACES,
+    WARNINGS_LABEL,
 )
 from dualstack_operator.core.creation import audit_warning, creation_patch
 from dualstack_operator.core.views import PolicyView
@@ -249,7 +253,13 @@ def parameter_digest(policies: Iterable[PolicyView], cluster: Sequence[IPFamily]
     ordered = governing(policies)[:MAX_ADMISSION_POLICIES]
     if not ordered:
         return None
-    parts = [(p.name, p.selector_json, str(p.spec.mode), table(p, cluster).digest) for p in ordered]  # type: ignore[union-attr]
+    parts: list[Any] = [
+        (p.name, p.selector_json, str(p.spec.mode), table(p, cluster).digest)  # type: ignore[union-attr]
+        for p in ordered
+    ]
+    if any(p.spec.mode == Mode.AUDIT for p in ordered):  # type: ignore[union-attr]
+        # Carries WARNINGS_LABEL (parameters written before it are rewritten once).
+        parts.append(WARNINGS_LABEL)
     return digest(parts)
 
 
@@ -278,7 +288,10 @@ def parameter(
         "metadata": {
             "name": PARAMETER_NAME,
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: NAME},
+            "labels": {
+                MANAGED_BY_LABEL: NAME,
+                **({WARNINGS_LABEL: "true"} if warnings else {}),
+            },
             "annotations": {HASH_ANNOTATION: parameter_digest(ordered, cluster) or ""},
         },
         "spec": spec,
@@ -299,9 +312,14 @@ _PROBE = (
 )
 
 
+# Whether a Service is one admission acts on (not ExternalName, not opted out): the
+# webhook's matchConditions, evaluated as the policies' first variable instead. A
+# policy's matchConditions cost the server a CEL activation of the Service of their own.
+_ELIGIBLE = " && ".join(f"({c['expression']})" for c in MATCH_CONDITIONS)
 # The winning policy's answer for the Service's shape ('' for none), from one table.
 _ANSWER = (
-    "(has(params.spec.{table}) && variables.winner in params.spec.{table} && "
+    "(variables.eligible && has(params.spec.{table}) && "
+    "variables.winner in params.spec.{table} && "
     "variables.shape in params.spec.{table}[variables.winner].shapes) ? "
     "params.spec.{table}[variables.winner].answers["
     "params.spec.{table}[variables.winner].shapes[variables.shape]] : ''"
@@ -338,10 +356,10 @@ def shared_objects() -> list[dict[str, Any]]:
         "paramKind": {"apiVersion": API_VERSION, "kind": ADMISSION_KIND},
         # What webhook_configuration asks of the API server, in a policy's terms.
         "matchConstraints": {"resourceRules": [CREATE_SERVICES]},
-        "matchConditions": MATCH_CONDITIONS,
         "failurePolicy": "Ignore",
     }
     variables = [
+        {"name": "eligible", "expression": _ELIGIBLE},
         {"name": "labels", "expression": _LABELS},
         {"name": "winner", "expression": _WINNER},
     ]
@@ -357,12 +375,6 @@ def shared_objects() -> list[dict[str, Any]]:
     }
     validating = {
         **common,
-        # A namespace without an Audit policy is not evaluated further (matchConditions see
-        # the parameter): no validation, no second activation of the Service for CEL.
-        "matchConditions": [
-            *MATCH_CONDITIONS,
-            {"name": "has-audit-policies", "expression": "has(params.spec.warnings)"},
-        ],
         "variables": [
             *variables,
             {"name": "shape", "expression": _shape(_CHOSEN_PRIMARY)},
@@ -391,11 +403,21 @@ def shared_objects() -> list[dict[str, Any]]:
             }
         },
     }
+    # The Audit policy is not evaluated at all in a namespace whose parameter holds no
+    # warnings: its binding selects the parameter by a label only such a parameter has.
+    warn: dict[str, Any] = {
+        **binding,
+        "paramRef": {
+            "selector": {"matchLabels": {WARNINGS_LABEL: "true"}},
+            "parameterNotFoundAction": "Allow",
+        },
+        "validationActions": ["Warn"],
+    }
     return [
         _object(Kind.MUTATING, mutating),
         _object(Kind.MUTATING_BINDING, binding),
         _object(Kind.VALIDATING, validating),
-        _object(Kind.VALIDATING_BINDING, {**binding, "validationActions": ["Warn"]}),
+        _object(Kind.VALIDATING_BINDING, warn),
     ]
 
 

@@ -32,6 +32,7 @@ OWNED_NAMESPACE_LABEL = f"{GROUP}/namespace"  # which namespace an object of our
 JOURNAL_LABEL = f"{GROUP}/journal"  # "recreate"; "superseded" once the name was taken
 HASH_ANNOTATION = f"{GROUP}/spec-hash"  # what an object of ours was written from
 PROBE_LABEL = f"{GROUP}/admission-probe"  # the operator's dry-run probes of admission
+WARNINGS_LABEL = f"{GROUP}/warnings"  # on an admission parameter that holds Audit warnings
 IGNORE_ANNOTATION = f"{GROUP}/ignore"  # a Service's opt-out
 RECREATE_ANNOTATION = f"{GROUP}/recreate"  # a LoadBalancer's own consent to recreation
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # the API server sets it on namespaces
