@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from dualstack_operator.api.names import GROUP, VERSION
 from localcluster import REPO, LocalCluster, Process, Supervisor
 
 
-async def cluster_with_crd(name: str) -> tuple[LocalCluster, client.ApiClient]:
+async def cluster_with_crd(
+    name: str, audit_users: Sequence[str] = ()
+) -> tuple[LocalCluster, client.ApiClient]:
     """A fresh dual-stack control plane with the CRD established, and an admin client."""
-    cluster = LocalCluster(REPO / ".local" / name, ("ipv4", "ipv6"))
+    cluster = LocalCluster(REPO / ".local" / name, ("ipv4", "ipv6"), audit_users=audit_users)
     cluster.start(die_with_parent=True)
     kubectl, kc = str(cluster.binaries / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"
     crd = str(REPO / "crds")

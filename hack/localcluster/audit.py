@@ -12,7 +12,7 @@ import contextlib
 import datetime
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,14 @@ OPERATOR_USERS = [
 WRITE_VERBS = ["create", "update", "patch", "delete"]
 
 
-def policy(reads: bool = False) -> dict[str, Any]:
+def policy(reads: bool = False, users: Sequence[str] = ()) -> dict[str, Any]:
     """The audit policy: the operator's writes to what it manages (and, with ``reads``,
-    every request of its identities), at Metadata level; nothing of anyone else."""
+    every request of its identities), at Metadata level, and the same writes of
+    ``users`` (a peer the benches compare with); nothing of anyone else."""
     rules: list[dict[str, Any]] = [
         {
             "level": "Metadata",
-            "users": OPERATOR_USERS,
+            "users": [*OPERATOR_USERS, *users],
             "verbs": WRITE_VERBS,
             "resources": [
                 {"group": "", "resources": ["services"]},

@@ -76,6 +76,7 @@ class LocalCluster:
         binaries: Path | None = None,
         *,
         audit_reads: bool = False,
+        audit_users: Sequence[str] = (),
         apiserver_args: Sequence[str] = (),
         nodes: int = 0,
     ) -> None:
@@ -86,6 +87,7 @@ class LocalCluster:
         self.apiserver_args = tuple(apiserver_args)
         # Also log the operator's reads and watches (fault tests count every request).
         self.audit_reads = audit_reads
+        self.audit_users = tuple(audit_users)  # whose writes are logged beside the operator's
         self._binaries = binaries
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.operator_kubeconfig = self.state_dir / "operator.kubeconfig"
@@ -280,7 +282,7 @@ class LocalCluster:
             pki.write_node(self.state_dir, self.server, ca, host)
         pki.write(
             self.state_dir / "audit-policy.json",
-            json.dumps(audit_policy(reads=self.audit_reads)).encode(),
+            json.dumps(audit_policy(self.audit_reads, self.audit_users)).encode(),
         )
         self._etcd_argv = components.etcd(
             self.binaries, self.state_dir / "etcd", self._etcd_url, peer_port
