@@ -11,7 +11,7 @@ NODES ?= 0
 CLUSTER_DIR := .local/cluster
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm metallb cluster cluster-down run crds docs bench venv clean
+.PHONY: help demo test lint typecheck unit e2e deploy undeploy controlplane node image helm metallb kyverno cluster cluster-down run crds docs bench venv clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ helm: ## build Helm from its Go module for the GitOps tests (cached per user)
 
 metallb: ## build MetalLB's controller from its Go module for the LoadBalancer tests (cached per user)
 	hack/metallb/build.sh >/dev/null
+
+kyverno: ## build Kyverno's controllers from its Go module, for `make bench` only (cached per user)
+	hack/kyverno/build.sh >/dev/null
 
 demo: venv controlplane ## the whole story on a local dual-stack control plane
 	hack/demo.sh
@@ -83,10 +86,11 @@ undeploy: venv ## remove what `make deploy` installed (CRDs, and with them every
 run: venv ## the operator against the current kubeconfig
 	$(BIN)/dualstack-operator run
 
-bench: venv controlplane ## benchmarks: reconciler at 20,000 Services, admission latency, 10,000 namespaces (bench-results/)
+bench: venv controlplane kyverno ## benchmarks: reconciler at 20,000 Services, admission latency, 10,000 namespaces, beside Kyverno (bench-results/)
 	$(BIN)/python hack/bench.py
 	$(BIN)/python hack/bench_admission.py
 	$(BIN)/python hack/bench_namespaces.py
+	$(BIN)/python hack/bench_peers.py
 
 crds: venv ## regenerate crds/ from the pydantic models, and the chart's copies (CRDs, alerts, dashboard)
 	$(BIN)/python -m dualstack_operator.api.crd crds
