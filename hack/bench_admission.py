@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,17 +113,24 @@ def rss_mib(cluster: LocalCluster) -> float:
     return float("nan")
 
 
-async def until(what: str, probe: Any, within: float = 900) -> None:
-    """Polls ``probe`` until it holds (a 429, as from a CRD still initializing, is a no)."""
+async def until(
+    what: str,
+    probe: Any,
+    within: float = 900,
+    every: float = 0.2,
+    no: Callable[[ApiException], bool] = lambda err: err.status == 429,
+) -> None:
+    """Polls ``probe`` until it holds; an API error for which ``no`` holds counts as a no
+    (by default a 429, as from a CRD still initializing), any other is raised."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             if await probe():
                 return
         except ApiException as err:
-            if err.status != 429:
+            if not no(err):
                 raise
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(every)
     raise TimeoutError(f"{what}: not within {within}s")
 
 

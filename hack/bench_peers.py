@@ -142,15 +142,14 @@ class Kyverno:
         self.procs: list[Process] = []
         self.port = free_port()
         self.peak_rss: dict[str, float] = {}
+        self.kubeconfigs: dict[str, Path] = {}  # user -> its kubeconfig, made by install()
 
-    def kubectl(self, *argv: str, input: str | None = None) -> str:
+    def kubectl(self, *argv: str) -> str:
         kubectl = [
             str(self.cluster.binaries / "kubectl"),
             f"--kubeconfig={self.cluster.kubeconfig}",
         ]
-        done = subprocess.run(
-            [*kubectl, *argv], input=input, capture_output=True, text=True, check=False
-        )
+        done = subprocess.run([*kubectl, *argv], capture_output=True, text=True, check=False)
         if done.returncode:
             raise RuntimeError(f"kubectl {' '.join(argv)}: {done.stderr.strip()}")
         return done.stdout
@@ -164,6 +163,7 @@ class Kyverno:
         for cm in ("kyverno", "kyverno-metrics"):
             self.kubectl("-n", KYVERNO_NS, "create", "configmap", cm)
         for user in (ADMISSION_USER, BACKGROUND_USER):
+            self.kubeconfigs[user] = _identity(self.cluster, user)
             self.kubectl(
                 "create",
                 "clusterrolebinding",
@@ -189,7 +189,7 @@ class Kyverno:
         ]
         admission = [
             str(self.admission),
-            f"--kubeconfig={_identity(self.cluster, ADMISSION_USER)}",
+            f"--kubeconfig={self.kubeconfigs[ADMISSION_USER]}",
             f"--serverIP=127.0.0.1:{self.port}",
             f"--webhookServerPort={self.port}",
             "--webhookServerHost=127.0.0.1",
@@ -201,7 +201,7 @@ class Kyverno:
         ]
         background = [
             str(self.background),
-            f"--kubeconfig={_identity(self.cluster, BACKGROUND_USER)}",
+            f"--kubeconfig={self.kubeconfigs[BACKGROUND_USER]}",
             f"--metricsPort={free_port()}",
             *common,
         ]
@@ -242,16 +242,8 @@ class Kyverno:
 
 
 async def until(what: str, probe: Any, within: float = 600, every: float = 0.5) -> None:
-    """Polls ``probe`` until it holds; an API error is a no (a webhook not up yet)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if await probe():
-                return
-        except ApiException:
-            pass
-        await asyncio.sleep(every)
-    raise TimeoutError(f"{what}: not within {within}s")
+    """``bench_admission.until``, with every API error a no (a webhook not up yet)."""
+    await adm.until(what, probe, within, every, no=lambda err: True)
 
 
 # --- (a) correctness --------------------------------------------------------------------

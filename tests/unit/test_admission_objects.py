@@ -217,14 +217,14 @@ def test_audit_parameters_of_the_previous_version_are_rewritten_with_the_label()
     # then, without the label, would no longer be selected: its hash must not match.
     audit = policy("audit", ipFamilyPolicy="RequireDualStack", mode="Audit")
     enforce = policy("enforce", 2, ipFamilyPolicy="PreferDualStack")
-    for chain in ([audit], [enforce, audit]):
+
+    def before(chain: list[PolicyView]) -> str:
         ordered = sorted(chain, key=lambda p: (p.created, p.name))
-        before = digest(
+        return digest(
             [(p.name, p.selector_json, str(p.spec.mode), table(p, DUAL).digest) for p in ordered]  # type: ignore[union-attr]
         )
-        assert parameter_digest(chain, DUAL) != before
+
+    for chain in ([audit], [enforce, audit]):
+        assert parameter_digest(chain, DUAL) != before(chain)
     # Enforce-only parameters carry no label and keep their hash: no rewrite on upgrade.
-    only = [enforce]
-    assert parameter_digest(only, DUAL) == digest(
-        [(p.name, p.selector_json, str(p.spec.mode), table(p, DUAL).digest) for p in only]  # type: ignore[union-attr]
-    )
+    assert parameter_digest([enforce], DUAL) == before([enforce])
