@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import time
 import urllib.request
@@ -48,6 +49,7 @@ from benchkit import (
 from dualstack_operator.api.names import GROUP, PLURAL, VERSION
 from localcluster import REPO, LocalCluster, Process, free_port
 
+PY_SPY = Path(sys.executable).with_name("py-spy")
 PATCH = {"spec": {"ipFamilyPolicy": "PreferDualStack", "ipFamilies": ["IPv4", "IPv6"]}}
 
 
@@ -278,6 +280,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         )
         await wait_compliant(api, ["warmup"], min(per_ns, 500))
 
+        profiler = await start_profile(args.profile, operator.proc.pid, shape.name)
         start = time.monotonic()
         cpu_start = cpu_seconds(operator.proc.pid)
         await asyncio.gather(
@@ -291,6 +294,7 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         await wait_compliant(api, ns_op, per_ns)
         operator_s = time.monotonic() - start
         convergence_cpu = cpu_seconds(operator.proc.pid) - cpu_start
+        await stop_profile(profiler)
         print(f"operator converged in {operator_s:.1f}s", flush=True)
         svc_writes, status_writes = cluster.audit.by_object("op-")
 
@@ -362,6 +366,30 @@ async def run(args: argparse.Namespace, shape: Shape) -> dict[str, Any]:
         cluster.stop()
 
 
+async def start_profile(
+    out: Path | None, pid: int, shape: str
+) -> asyncio.subprocess.Process | None:
+    """py-spy sampling the operator over the convergence (``--profile``): collapsed
+    stacks, one line per stack and its count, for `sort -k2 -n` or a flame graph."""
+    if out is None:
+        return None
+    path = out / f"convergence-{shape}.txt"
+    argv = [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "50"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "--output", str(path), stdout=asyncio.subprocess.DEVNULL
+    )
+    print(f"profiling the operator into {path}", flush=True)
+    return proc
+
+
+async def stop_profile(proc: asyncio.subprocess.Process | None) -> None:
+    """py-spy writes its file on SIGINT."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.wait(), 60)
+
+
 def _dist(counts: Counter[str], keys: list[str]) -> dict[str, float]:
     values = [counts.get(k, 0) for k in keys]
     return {"min": min(values), "max": max(values), "mean": round(sum(values) / len(values), 3)}
@@ -382,7 +410,18 @@ def main() -> int:
         "operator (default), or all before, or all after",
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "reconciler.json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the operator with py-spy over each convergence into "
+        "DIR/convergence-<shape>.txt (collapsed stacks; needs py-spy in the venv)",
+    )
     args = parser.parse_args()
+    if args.profile is not None:
+        if not PY_SPY.exists():
+            parser.error(f"--profile needs py-spy: {PY_SPY.with_name('pip')} install py-spy")
+        args.profile.mkdir(parents=True, exist_ok=True)
     report(asyncio.run(run_all(args)), args.out)
     return 0
 
