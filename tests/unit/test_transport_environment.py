@@ -49,7 +49,8 @@ async def test_requests_do_not_read_the_environment(tmp_path: Path, no_proxy_env
         assert session.trust_env is False
         assert not transport._api.configuration.proxy
         assert not session.closed  # the new session has the old one's connector
-        assert session.connector is not None and session.connector.limit > 32
+        assert session.connector is not None
+        assert session.connector.limit > 32
     finally:
         await transport.close()
     assert session.closed
