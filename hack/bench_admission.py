@@ -15,13 +15,12 @@ in; without admission the client sets the policy's fields itself, so the same Se
 is stored: two ClusterIPs allocated, not one). The Services select no pods: the
 controller-manager would otherwise write an EndpointSlice and an Endpoints for each,
 on the same two cores, beside the next creation: noise in the p99s, and admission
-never looks at the selector. The webhook is measured the
-same way at the largest size (its configuration removed and put back). The API
-server's RSS is read at each size. The measured Services are deleted after each size,
-so every size starts from the same two empty namespaces: otherwise the thousands left
-behind slow every create, in both states, and the added milliseconds drown in a
-growing baseline. Results go to bench-results/admission.json
-and stdout.
+never looks at the selector. The webhook is measured the same way at the largest size
+(its configuration removed and put back). The API server's RSS is read at each size.
+The measured Services are deleted after each size, so every size starts from the same
+two empty namespaces: otherwise the thousands left behind slow every create, in both
+states, and the added milliseconds drown in a growing baseline. Results go to
+bench-results/admission.json and stdout.
 """
 
 from __future__ import annotations
@@ -202,10 +201,10 @@ async def rounds(
         for state in order:
             if state == "off":
                 await toggle.off(core)
-                await measure(core, off, f"{name}-off-{r}", per, True, selector)
+                await measure(core, off, f"{name}-off-{r}", per, explicit=True, selector=selector)
                 await toggle.on(core)
             else:
-                await measure(core, on, f"{name}-on-{r}", per, False, selector)
+                await measure(core, on, f"{name}-on-{r}", per, explicit=False, selector=selector)
     return on, off
 
 
