@@ -213,23 +213,27 @@ async def _not(probe: Any) -> bool:
     return not await probe
 
 
+WARMUP = 20  # creations per namespace after each switch, not timed
+
+
 async def rounds(
     core: Any, toggle: Switch, name: str, n: int, count: int, selector: bool = True
 ) -> tuple[Latencies, Latencies]:
-    """Alternating rounds with the objects in place and without; ends with them in place.
+    """``count`` rounds of a block with the objects in place and one without; ends with
+    them in place. Every block follows a switch (on, off, on, off...), and its first
+    ``WARMUP`` creations per namespace are not timed: the server is busy for a while
+    after a switch (its policies recompiled, the garbage collected), and a block that
+    followed no switch would be measured on a quieter server than one that did.
     ``selector``: the Services select pods (the controller-manager then writes an
     EndpointSlice and an Endpoints for each, beside the next creation)."""
     on, off = Latencies(), Latencies()
     per = max(1, n // count)
     for r in range(count):
-        order = ("on", "off") if r % 2 == 0 else ("off", "on")
-        for state in order:
-            if state == "off":
-                await toggle.off(core)
-                await measure(core, off, f"{name}-off-{r}", per, explicit=True, selector=selector)
-                await toggle.on(core)
-            else:
-                await measure(core, on, f"{name}-on-{r}", per, explicit=False, selector=selector)
+        for state in ("off", "on"):
+            await (toggle.off if state == "off" else toggle.on)(core)
+            prefix, explicit = f"{name}-{state}-{r}", state == "off"
+            await measure(core, Latencies(), f"{prefix}-w", WARMUP, explicit, selector)
+            await measure(core, off if explicit else on, prefix, per, explicit, selector)
     return on, off
 
 
