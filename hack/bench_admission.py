@@ -8,7 +8,8 @@ shared policy with one binding). At each size the operator is stopped, its objec
 stay, and Service creations are timed in rounds that alternate between the objects as
 the operator left them and the same API server with no admission objects at all (the
 shared bindings removed, so nothing is matched; the parameters alone cost nothing),
-so that a server slowing down as the run goes on weighs on both alike. Each round
+so that a server slowing down as the run goes on weighs on both alike. Each block
+follows a switch, and its first creations are not timed. Each round
 creates Services one after the other in two namespaces: one no policy governs (the
 server's defaults) and one a policy governs (no family fields, which admission fills
 in; without admission the client sets the policy's fields itself, so the same Service
